@@ -1,0 +1,17 @@
+"""The stage engine: bounded batched channels, stage workers, ordering, errors, shutdown."""
+
+from ._builder import PipelineBuilder, set_diagnostic_hook
+from ._config import FnKind, PipelineConfig, StageConfig, StageKind
+from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
+
+__all__ = [
+    "ExecutorKind",
+    "FnKind",
+    "PipelineBuilder",
+    "PipelineConfig",
+    "StageConfig",
+    "StageKind",
+    "executor_kind_names",
+    "register_executor_kind",
+    "set_diagnostic_hook",
+]

@@ -1,0 +1,187 @@
+"""``PipelineBuilder``: collect and validate stages, then build a ``Pipeline``."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._pipeline import Pipeline
+
+__all__ = ["PipelineBuilder", "set_diagnostic_hook"]
+
+# Set once by ftpipe.diagnose when it is imported; read by build().  The engine
+# cannot import the detector (layers import downward), so the detector plugs in here.
+_diagnostic_hook: Callable[[PipelineConfig], Any] | None = None
+_hook_lock = threading.Lock()
+
+
+def set_diagnostic_hook(hook: Callable[[PipelineConfig], Any] | None) -> None:
+    """Install what ``build()`` returns instead of a pipeline under ``FTPIPE_DIAGNOSTIC_MODE=1``."""
+    global _diagnostic_hook
+    with _hook_lock:
+        _diagnostic_hook = hook
+
+
+class PipelineBuilder:
+    """Describe a pipeline stage by stage, then ``build()`` it.
+
+    Every method validates its arguments at once and raises ``TypeError`` or
+    ``ValueError`` naming the stage and the bad value, so mistakes surface where
+    they are written, not when the pipeline runs.
+
+    Example:
+        >>> import ftpipe
+        >>> pipeline = (
+        ...     ftpipe.PipelineBuilder()
+        ...     .add_source(range(5))
+        ...     .pipe(lambda x: x * 10, concurrency=2)
+        ...     .add_sink(buffer_size=4)
+        ...     .build()
+        ... )
+        >>> with pipeline:
+        ...     list(pipeline)
+        [0, 10, 20, 30, 40]
+    """
+
+    def __init__(self) -> None:
+        self._source: Iterable[Any] | AsyncIterable[Any] | None = None
+        self._stages: list[StageConfig] = []
+        self._sink_buffer_size: int | None = None
+
+    def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
+        """Set the pipeline's input: any iterable or async iterable."""
+        if self._source is not None:
+            raise ValueError("the pipeline already has a source; add_source() may be called once")
+        if not isinstance(source, Iterable | AsyncIterable) or isinstance(source, str | bytes):
+            raise TypeError(
+                f"source must be an iterable (not str/bytes), got {type(source).__name__} {source!r:.80}"
+            )
+        self._source = source
+        return self
+
+    def pipe(
+        self,
+        fn: Callable[..., Any],
+        *,
+        concurrency: int = 1,
+        executor: str | Executor | None = None,
+        ordered: bool = True,
+        name: str | None = None,
+        on_error: str = "raise",
+        max_failures: int | None = None,
+        retries: int = 0,
+        buffer_size: int | None = None,
+    ) -> Self:
+        """Add a stage that calls ``fn`` on every item.
+
+        Args:
+            fn: A function (one output per input), a generator function (zero or
+                more outputs per input, in order) or an async function / async
+                generator function (run on an event loop owned by the stage).
+            concurrency: Calls in flight at once: worker threads, executor workers,
+                or coroutines for async functions.
+            executor: ``None`` or ``"thread"`` for the engine's threads, a registered
+                kind (``"process"``, ``"interpreter"``) or any
+                ``concurrent.futures.Executor`` (which the pipeline never shuts down).
+            ordered: Keep input order (True) or yield in completion order (False).
+            name: The stage's name in stats, errors and reports (default ``"<index>:<fn>"``).
+            on_error: ``"raise"`` stops the pipeline and re-raises in the consumer;
+                ``"skip"`` drops the failing item and counts it.
+            max_failures: With ``"skip"``, raise once more than this many items failed.
+            retries: Extra attempts for a failing call before ``on_error`` applies.
+            buffer_size: Capacity of the stage's output buffer (default 64, or
+                twice the concurrency when larger).
+
+        Raises:
+            TypeError, ValueError: An argument is invalid; the message names the stage.
+        """
+        stage = StageConfig.for_pipe(
+            fn,
+            index=len(self._stages),
+            concurrency=concurrency,
+            executor=executor,
+            ordered=ordered,
+            name=name,
+            on_error=on_error,
+            max_failures=max_failures,
+            retries=retries,
+            buffer_size=buffer_size,
+        )
+        self._add(stage)
+        return self
+
+    def aggregate(self, n: int, *, drop_last: bool = False) -> Self:
+        """Group items into lists of ``n``; the last list may be shorter unless ``drop_last``."""
+        label = f"{len(self._stages)}:aggregate({n!r})"
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"stage {label!r}: aggregate size must be a positive int, got {n!r}")
+        self._add(self._builtin(StageKind.AGGREGATE, label, size=n, drop_last=bool(drop_last)))
+        return self
+
+    def disaggregate(self) -> Self:
+        """Flatten each incoming iterable (e.g. an aggregated list) into its items."""
+        label = f"{len(self._stages)}:disaggregate"
+        self._add(self._builtin(StageKind.DISAGGREGATE, label))
+        return self
+
+    def add_sink(self, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Self:
+        """Set how many output items are buffered ahead of the consumer."""
+        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"sink: buffer_size must be a positive int, got {buffer_size!r}")
+        self._sink_buffer_size = buffer_size
+        return self
+
+    def config(self) -> PipelineConfig:
+        """Return the validated, frozen description of the pipeline built so far."""
+        if self._source is None:
+            raise ValueError("the pipeline has no source; call add_source(iterable) first")
+        sink = self._sink_buffer_size if self._sink_buffer_size is not None else DEFAULT_BUFFER_SIZE
+        return PipelineConfig(self._source, tuple(self._stages), sink)
+
+    def build(self) -> Pipeline:
+        """Return a ``Pipeline`` ready to run (it starts on ``with`` or iteration).
+
+        Under ``FTPIPE_DIAGNOSTIC_MODE=1`` (and with ``ftpipe.diagnose`` importable)
+        this returns the diagnostic profiler instead; see the diagnostic-mode docs.
+        """
+        config = self.config()
+        if os.environ.get("FTPIPE_DIAGNOSTIC_MODE", "") not in ("", "0"):
+            with _hook_lock:
+                hook = _diagnostic_hook
+            if hook is not None:
+                return hook(config)  # type: ignore[no-any-return]
+        from ._pipeline import Pipeline
+
+        return Pipeline(config)
+
+    def _add(self, stage: StageConfig) -> None:
+        names = {s.name for s in self._stages}
+        if stage.name in names:
+            raise ValueError(f"stage name {stage.name!r} is used twice; names must be unique")
+        self._stages.append(stage)
+
+    @staticmethod
+    def _builtin(kind: StageKind, label: str, **extra: Any) -> StageConfig:
+        base = StageConfig(
+            name=label,
+            kind=kind,
+            fn=None,
+            fn_kind=FnKind.FUNCTION,
+            concurrency=1,
+            executor=None,
+            ordered=True,
+            on_error="raise",
+            max_failures=None,
+            retries=0,
+            buffer_size=DEFAULT_BUFFER_SIZE,
+        )
+        return replace(base, **extra)

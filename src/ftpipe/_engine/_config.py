@@ -1,0 +1,204 @@
+"""Frozen, validated descriptions of a pipeline: what the builder hands to the engine.
+
+``PipelineBuilder`` collects these; ``Pipeline`` runs them; the diagnostic
+profiler and ``run_in_subprocess`` read them.  Validation lives here so every
+error names the stage and the bad value, at build time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Literal
+
+from ._executors import executor_kind, executor_kind_names
+
+__all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
+
+DEFAULT_BUFFER_SIZE = 64
+
+
+class StageKind(str, Enum):
+    """What a stage does with its inputs."""
+
+    PIPE = "pipe"
+    AGGREGATE = "aggregate"
+    DISAGGREGATE = "disaggregate"
+
+
+class FnKind(str, Enum):
+    """How a stage function produces its outputs."""
+
+    FUNCTION = "function"  # one input -> one output
+    GENERATOR = "generator"  # one input -> zero or more outputs
+    ASYNC = "async"  # coroutine function: one input -> one output
+    ASYNC_GENERATOR = "async-generator"  # async generator: zero or more outputs
+
+
+def classify_fn(fn: Callable[..., Any]) -> FnKind:
+    """Return how ``fn`` produces outputs (looking through ``functools.partial``)."""
+    target = fn
+    while hasattr(target, "func"):  # functools.partial and friends
+        target = target.func
+    if inspect.isasyncgenfunction(target):
+        return FnKind.ASYNC_GENERATOR
+    if inspect.iscoroutinefunction(target) or asyncio.iscoroutinefunction(target):
+        return FnKind.ASYNC
+    if inspect.isgeneratorfunction(target):
+        return FnKind.GENERATOR
+    if not inspect.isfunction(target) and not inspect.isbuiltin(target):
+        call = getattr(type(target), "__call__", None)
+        if call is not None and inspect.isasyncgenfunction(call):
+            return FnKind.ASYNC_GENERATOR
+        if call is not None and inspect.iscoroutinefunction(call):
+            return FnKind.ASYNC
+        if call is not None and inspect.isgeneratorfunction(call):
+            return FnKind.GENERATOR
+    return FnKind.FUNCTION
+
+
+def _positive_int(value: object, what: str, stage: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"stage {stage!r}: {what} must be a positive int, got {value!r}")
+    return value
+
+
+def _stage_label(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage of a pipeline, validated.
+
+    Attributes:
+        name: Unique name within the pipeline (used in stats, errors and reports).
+        kind: ``pipe``, ``aggregate`` or ``disaggregate``.
+        fn: The stage function (None for aggregate / disaggregate).
+        fn_kind: How ``fn`` produces outputs.
+        concurrency: Calls in flight at once (worker threads, or coroutines for async).
+        executor: None for the engine's own threads, a registered kind name, or a
+            user-owned ``concurrent.futures.Executor`` (never shut down by ftpipe).
+        ordered: Emit outputs in input order (True) or completion order (False).
+        on_error: ``"raise"`` stops the pipeline; ``"skip"`` drops the item.
+        max_failures: With ``"skip"``, raise once more than this many items failed.
+        retries: Extra attempts per failing call before the error policy applies.
+        buffer_size: Capacity of this stage's output buffer, in items.
+        size: Items per list for ``aggregate``.
+        drop_last: ``aggregate`` drops a final short list.
+    """
+
+    name: str
+    kind: StageKind
+    fn: Callable[..., Any] | None
+    fn_kind: FnKind
+    concurrency: int
+    executor: str | Executor | None
+    ordered: bool
+    on_error: Literal["raise", "skip"]
+    max_failures: int | None
+    retries: int
+    buffer_size: int
+    size: int = 0
+    drop_last: bool = False
+
+    @property
+    def executor_name(self) -> str:
+        """``"thread"``, the registered kind name, or the executor's class name."""
+        if self.executor is None:
+            return "thread"
+        if isinstance(self.executor, str):
+            return self.executor
+        return type(self.executor).__name__
+
+    @classmethod
+    def for_pipe(
+        cls,
+        fn: Callable[..., Any],
+        *,
+        index: int,
+        concurrency: int,
+        executor: str | Executor | None,
+        ordered: bool,
+        name: str | None,
+        on_error: str,
+        max_failures: int | None,
+        retries: int,
+        buffer_size: int | None,
+    ) -> StageConfig:
+        """Validate the arguments of ``PipelineBuilder.pipe`` and freeze them."""
+        label = name if name is not None else f"{index}:{_stage_label(fn) if callable(fn) else '?'}"
+        if name is not None and (not isinstance(name, str) or not name):
+            raise TypeError(f"stage {index}: name must be a non-empty str, got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"stage {label!r}: fn must be callable, got {type(fn).__name__} {fn!r}")
+        _positive_int(concurrency, "concurrency", label)
+        if not isinstance(ordered, bool):
+            raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"stage {label!r}: on_error must be 'raise' or 'skip', got {on_error!r}")
+        if max_failures is not None:
+            if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+                raise ValueError(
+                    f"stage {label!r}: max_failures must be None or an int >= 0, got {max_failures!r}"
+                )
+            if on_error != "skip":
+                raise ValueError(f"stage {label!r}: max_failures only applies with on_error='skip'")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"stage {label!r}: retries must be an int >= 0, got {retries!r}")
+        buffer = _buffer_size(buffer_size, label, default=max(DEFAULT_BUFFER_SIZE, 2 * concurrency))
+        fn_kind = classify_fn(fn)
+        if executor is not None and not isinstance(executor, Executor):
+            if not isinstance(executor, str):
+                raise TypeError(
+                    f"stage {label!r}: executor must be None, one of {list(executor_kind_names())} "
+                    f"or a concurrent.futures.Executor, got {type(executor).__name__} {executor!r}"
+                )
+            if executor == "thread":
+                executor = None
+            else:
+                kind = executor_kind(executor)
+                if kind is None:
+                    raise ValueError(
+                        f"stage {label!r}: unknown executor {executor!r}; "
+                        f"expected one of {list(executor_kind_names())} or a concurrent.futures.Executor"
+                    )
+                kind.check(fn, label)
+        return cls(
+            name=label,
+            kind=StageKind.PIPE,
+            fn=fn,
+            fn_kind=fn_kind,
+            concurrency=concurrency,
+            executor=executor,
+            ordered=ordered,
+            on_error=on_error,  # type: ignore[arg-type]
+            max_failures=max_failures,
+            retries=retries,
+            buffer_size=buffer,
+        )
+
+
+def _buffer_size(value: int | None, label: str, *, default: int) -> int:
+    if value is None:
+        return default
+    return _positive_int(value, "buffer_size", label)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """A whole pipeline: source, stages and the sink's buffer, validated.
+
+    Attributes:
+        source: The iterable (or async iterable) of input items.
+        stages: The stages, in order.
+        sink_buffer_size: Items the sink buffers ahead of the consumer.
+    """
+
+    source: Iterable[Any] | AsyncIterable[Any]
+    stages: tuple[StageConfig, ...]
+    sink_buffer_size: int

@@ -1,0 +1,62 @@
+"""The engine's one seam for executors: a registry of executor kinds by name.
+
+The engine runs ``executor=None`` / ``"thread"`` stages on its own worker
+threads.  Every other string names a kind registered here by an upper layer
+(``ftpipe.executors`` registers ``"process"`` and ``"interpreter"`` when it is
+imported), so the engine never imports the layers built on top of it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ExecutorKind", "executor_kind", "executor_kind_names", "register_executor_kind"]
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """How to make and vet an executor for a stage.
+
+    Attributes:
+        name: The string users pass as ``pipe(..., executor=name)``.
+        create: ``create(max_workers, stage_name) -> Executor``; called when the
+            pipeline starts.  The pipeline shuts the executor down when it stops.
+        check: ``check(fn, stage_name)``; called by ``PipelineBuilder.pipe`` so a
+            function that cannot run on this kind (a lambda on a subinterpreter,
+            an unpicklable callable on a process) fails at build time.  Raises
+            ``TypeError`` or ``ValueError`` naming the stage.
+    """
+
+    name: str
+    create: Callable[[int, str], Executor]
+    check: Callable[[Callable[..., Any], str], None]
+
+
+# Written once per kind at import time of the registering module, read on every
+# pipe(); the lock makes registration from several threads safe.
+_kinds: dict[str, ExecutorKind] = {}
+_lock = threading.Lock()
+
+
+def register_executor_kind(kind: ExecutorKind) -> None:
+    """Make ``kind.name`` usable as ``pipe(..., executor=kind.name)``."""
+    if kind.name == "thread":
+        raise ValueError("'thread' is built into the engine and cannot be replaced")
+    with _lock:
+        _kinds[kind.name] = kind
+
+
+def executor_kind(name: str) -> ExecutorKind | None:
+    """Return the registered kind called ``name``, or None."""
+    with _lock:
+        return _kinds.get(name)
+
+
+def executor_kind_names() -> tuple[str, ...]:
+    """Return every executor name ``pipe`` accepts, ``"thread"`` first."""
+    with _lock:
+        return ("thread", *sorted(_kinds))
