@@ -9,6 +9,8 @@ side-by-side comparison.
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import json
 import os
@@ -18,8 +20,9 @@ import subprocess
 import sys
 import sysconfig
 import threading
+import types
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +62,67 @@ def usable_cores() -> int:
 #
 # CPython 3.13t re-enables the GIL when it loads an extension module that does not
 # declare free-threading support, and says so once with a RuntimeWarning naming the
-# module.  We wrap warnings.showwarning (the documented hook) to keep those names.
+# module.  Two watchers keep that name:
+#
+# * an import watcher: a meta-path finder that hands extension modules a loader
+#   noticing the GIL go from off to on while the module is created.  It sees the
+#   import even when warnings are ignored, turned into errors, or recorded by
+#   ``warnings.catch_warnings(record=True)`` (pytest does that around every test,
+#   which bypasses ``warnings.showwarning``);
+# * a ``warnings.showwarning`` wrapper (the documented hook), which reads the module
+#   name from CPython's message when the warning is shown.
 
 _GIL_WARNING = re.compile(r"GIL\) has been enabled to load module '([^']+)'")
-# Appended from whichever thread imports; list.append is atomic on every build
-# (it takes the list's own lock on 3.13t), and readers take a copy.
+# Written from whichever thread imports; guarded by _watch_lock, readers take a copy.
 _reenabled_by: list[str] = []
 _watch_lock = threading.Lock()
 _watch_installed = False
+
+
+def _note_reenabled_by(module: str) -> None:
+    with _watch_lock:
+        if module not in _reenabled_by:
+            _reenabled_by.append(module)
+
+
+class _GilWatchingLoader(importlib.machinery.ExtensionFileLoader):
+    """An extension loader that notices when creating its module turned the GIL on."""
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        before = gil_enabled()
+        try:
+            return super().create_module(spec)
+        finally:
+            # Also when the import failed: with -W error the warning is raised
+            # after the GIL was already turned on for good.
+            if not before and gil_enabled():
+                _note_reenabled_by(spec.name)
+
+
+class _GilWatchingFinder(importlib.abc.MetaPathFinder):
+    """Finds specs with the other finders and swaps in a GIL-watching extension loader."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        if gil_enabled():
+            return None  # Nothing left to notice: let the import system carry on.
+        for finder in list(sys.meta_path):
+            find = getattr(finder, "find_spec", None)
+            if finder is self or find is None:
+                continue
+            spec: importlib.machinery.ModuleSpec | None = find(fullname, path, target)
+            if spec is None:
+                continue
+            loader = spec.loader
+            # Exact type only: a subclass may be someone else's hook we must not bypass.
+            if type(loader) is importlib.machinery.ExtensionFileLoader:
+                spec.loader = _GilWatchingLoader(loader.name, loader.path)
+            return spec
+        return None
 
 
 def _install_gil_watch() -> None:
@@ -76,13 +132,16 @@ def _install_gil_watch() -> None:
             return
         previous = warnings.showwarning
 
-        def showwarning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        def showwarning(
+            message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+        ) -> None:
             match = _GIL_WARNING.search(str(message))
-            if match and match.group(1) not in _reenabled_by:
-                _reenabled_by.append(match.group(1))
+            if match:
+                _note_reenabled_by(match.group(1))
             previous(message, category, *args, **kwargs)
 
         warnings.showwarning = showwarning
+        sys.meta_path.insert(0, _GilWatchingFinder())
         _watch_installed = True
 
 
@@ -91,9 +150,11 @@ def gil_reenabled_by() -> tuple[str, ...]:
 
     Only imports after ftpipe was imported are seen; when the GIL is on and no
     module was seen, the culprit was imported earlier (or ``PYTHON_GIL=1`` /
-    ``-X gil=1`` forced it), and :func:`runtime_info` says so.
+    ``-X gil=1`` forced it), and :func:`runtime_info` says so.  Always empty on
+    GIL builds.
     """
-    return tuple(_reenabled_by)
+    with _watch_lock:
+        return tuple(_reenabled_by)
 
 
 # --- other interpreters on this machine ----------------------------------------------
@@ -133,7 +194,9 @@ def _candidate_paths() -> Iterable[str]:
         if found:
             yield found
     cache = Path(os.environ.get("FTPIPE_CACHE", Path.home() / ".cache" / "ftpipe"))
-    yield from (str(p) for p in sorted(cache.glob("cpython-*/bin/python3.1*")))
+    for p in sorted(cache.glob("cpython-*/bin/python3.1*")):
+        if re.fullmatch(r"python3\.\d+t?", p.name):
+            yield str(p)
     roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
     for root in filter(None, roots):
         for p in sorted(Path(root).glob("versions/3.1[1-9]*/bin/python3.1*")):
@@ -169,15 +232,21 @@ def find_interpreters(*, refresh: bool = False) -> tuple[InterpreterInfo, ...]:
     with _found_lock:
         if _found is not None and not refresh:
             return _found
-        seen: dict[str, InterpreterInfo] = {}
-        paths = [sys.executable, *_candidate_paths()]
-        for path in dict.fromkeys(paths):
-            real = os.path.realpath(path)
-            if real in seen:
+        # Keyed by file identity: symlinks, venv launchers and hard links (a 3.13t
+        # install has python3.13 and python3.13t as one file) are one interpreter.
+        seen: dict[tuple[int, int], InterpreterInfo] = {}
+        for path in dict.fromkeys([sys.executable, *_candidate_paths()]):
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
                 continue
             info = _describe(path)
-            if info is not None and info.path not in seen:
-                seen[info.path] = info
+            # A pyenv shim is a script: only the binary it ran tells it apart.
+            if info is not None and all(info.path != i.path for i in seen.values()):
+                seen[key] = info
         _found = tuple(seen.values())
         return _found
 
@@ -245,8 +314,9 @@ def _gil_summary(free_threaded: bool, enabled: bool, culprits: tuple[str, ...]) 
         return "free-threaded build, GIL disabled"
     if culprits:
         return "free-threaded build, GIL re-enabled by importing " + ", ".join(culprits)
-    forced = os.environ.get("PYTHON_GIL") == "1" or sys.flags.__dict__.get("gil") == 1
-    if forced or "gil" in sys._xoptions:
+    # sys.flags.gil is 1 for PYTHON_GIL=1 or -X gil=1 (None when unset); it only
+    # exists on 3.13+, hence getattr.
+    if getattr(sys.flags, "gil", None) == 1:
         return "free-threaded build, GIL forced on (PYTHON_GIL=1 or -X gil=1)"
     return "free-threaded build, GIL enabled (by a module imported before ftpipe)"
 
@@ -258,7 +328,7 @@ def runtime_info(*, find_others: bool = True) -> RuntimeInfo:
     culprits = gil_reenabled_by()
     return RuntimeInfo(
         implementation=sys.implementation.name,
-        version="%d.%d.%d" % sys.version_info[:3],
+        version=".".join(map(str, sys.version_info[:3])),
         executable=sys.executable,
         free_threaded=free_threaded,
         gil_enabled=enabled,
@@ -267,7 +337,9 @@ def runtime_info(*, find_others: bool = True) -> RuntimeInfo:
         usable_cores=usable_cores(),
         cpu_count=os.cpu_count() or 1,
         subinterpreters=_subinterpreters_supported(),
-        optional_packages={m: _importable(m) for m in ("numpy", "torch", "distributed", "matplotlib")},
+        optional_packages={
+            m: _importable(m) for m in ("numpy", "torch", "distributed", "matplotlib")
+        },
         interpreters=find_interpreters() if find_others else (),
     )
 

@@ -2,15 +2,20 @@
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
+from ._pipeline import Pipeline
+from ._stats import PipelineStats, StageStats
 from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
 
 __all__ = [
     "ExecutorKind",
     "FnKind",
     "PipelineBuilder",
+    "Pipeline",
     "PipelineConfig",
+    "PipelineStats",
     "StageConfig",
     "StageKind",
+    "StageStats",
     "executor_kind_names",
     "register_executor_kind",
     "set_diagnostic_hook",

@@ -1,0 +1,122 @@
+"""Async stages: one thread per stage runs an event loop with ``concurrency`` calls in flight.
+
+::
+
+    inbox.get (in a helper thread) ──► queue ──► up to N tasks fn(item) ──► reorder ──► outbox.put
+
+Channel operations block, so they run through ``asyncio.to_thread`` while the
+loop keeps the stage's coroutines going.  Results are put in input order by the
+loop itself (only contiguous ranges), so an ordered output channel never waits
+on a range the loop has not finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+from ._channel import EndOfStream, Stopped
+from ._config import FnKind
+from ._workers import StageRuntime
+
+__all__ = ["async_worker"]
+
+
+def async_worker(stage: StageRuntime) -> Callable[[], None]:
+    """Return the body of the thread that runs an async stage."""
+    counters = stage.new_counters()
+
+    def run() -> None:
+        try:
+            asyncio.run(_serve(stage, counters))
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
+            stage.control.fail(exc)
+        finally:
+            stage.outbox.producer_done()
+
+    return run
+
+
+async def _serve(stage: StageRuntime, counters: Any) -> None:
+    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    fn = cfg.fn
+    assert fn is not None
+    is_gen = cfg.fn_kind is FnKind.ASYNC_GENERATOR
+
+    async def call(item: Any) -> list[Any]:
+        for attempt in range(cfg.retries + 1):
+            start = perf_counter()
+            try:
+                if is_gen:
+                    return [x async for x in fn(item)]
+                return [await fn(item)]
+            except Exception:
+                if attempt == cfg.retries:
+                    raise
+                counters.retries += 1
+            finally:
+                counters.busy += (perf_counter() - start) / cfg.concurrency
+        raise AssertionError("unreachable")
+
+    queue: deque[tuple[int, Any]] = deque()
+    running: dict[asyncio.Task[list[Any]], int] = {}
+    results: dict[int, list[Any]] = {}
+    next_emit = 0
+    fetch: asyncio.Task[tuple[int, list[Any]]] | None = None
+    ended = False
+    while True:
+        while queue and len(running) < cfg.concurrency:
+            seq, item = queue.popleft()
+            running[asyncio.create_task(call(item))] = seq
+        if not queue and fetch is None and not ended:
+            fetch = asyncio.create_task(asyncio.to_thread(inbox.get, cfg.concurrency))
+        waiting: set[asyncio.Task[Any]] = set(running)
+        if fetch is not None:
+            waiting.add(fetch)
+        if not waiting:
+            return
+        t0 = perf_counter()
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if not running:
+            counters.starved += perf_counter() - t0
+        for task in done:
+            if task is fetch:
+                fetch = None
+                try:
+                    seq0, items = task.result()
+                except EndOfStream:
+                    ended = True
+                    continue
+                queue.extend(enumerate(items, seq0))
+                counters.items_in += len(items)
+                continue
+            seq = running.pop(task)
+            exc = task.exception()
+            if exc is not None:
+                stage.failed(exc, seq, counters)  # raises Stopped under "raise"
+                results[seq] = []
+            else:
+                results[seq] = task.result()
+        if not results:
+            continue
+        if outbox.ordered:
+            start, out = next_emit, []
+            while next_emit in results:
+                out.extend(results.pop(next_emit))
+                next_emit += 1
+            if next_emit == start:
+                continue
+            span = (start, next_emit)
+        else:
+            out = [v for r in results.values() for v in r]
+            results.clear()
+            span = (0, 0)
+        t1 = perf_counter()
+        await asyncio.to_thread(outbox.put, span[0], span[1], out)
+        counters.items_out += len(out)
+        counters.blocked += perf_counter() - t1

@@ -1,0 +1,294 @@
+"""``Pipeline``: start the workers, hand results to the consumer, stop cleanly.
+
+::
+
+    Pipeline (what the user holds)          _Run (what the threads hold)
+      __iter__/__next__ ── sink.get() ──►     channels, stage runtimes, threads,
+      stats()                                 owned executors, first error
+      close() / with-exit ───────────────►    stop(): stop channels, wake waiters
+      garbage collection ── finalize ─────►   stop()  (threads never hold the Pipeline,
+                                                       so an abandoned one is collected)
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from time import perf_counter
+from typing import Any
+
+from ._channel import Channel, EndOfStream, Stopped
+from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageKind
+from ._executors import executor_kind
+from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
+from ._workers import StageRuntime, start_source, start_stage
+
+__all__ = ["Pipeline"]
+
+# Every run still alive, so interpreter exit can stop them (threads are daemons
+# and would otherwise be frozen mid-call).  WeakSet is internally locked.
+_live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    for run in list(_live_runs):
+        run.stop()
+    for run in list(_live_runs):
+        run.join(timeout=2.0)
+
+
+class _Run:
+    """The running state of one pipeline: what its threads reference."""
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self.stop_future: Future[None] = Future()
+        self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
+        self._error: BaseException | None = None
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._live = 0
+        self._owned: list[Executor] = []
+        self.started = perf_counter()
+        self.channels: list[Channel] = []
+        self.stages: list[StageRuntime] = []
+        stages = config.stages
+        capacity = max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency) if stages else config.sink_buffer_size
+        self.source_out = Channel(capacity, ordered=False)
+        self.channels.append(self.source_out)
+        inbox = self.source_out
+        for i, cfg in enumerate(stages):
+            last = i == len(stages) - 1
+            workers = 1 if cfg.kind is StageKind.AGGREGATE or (
+                cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None
+            ) else cfg.concurrency
+            outbox = Channel(
+                config.sink_buffer_size if last else cfg.buffer_size, ordered=cfg.ordered, producers=workers
+            )
+            self.channels.append(outbox)
+            self.stages.append(StageRuntime(cfg, inbox, outbox, self, self._executor_for(cfg)))
+            inbox = outbox
+        self.sink = inbox
+        self.source_counters: WorkerCounters | None = None
+
+    def _executor_for(self, cfg: Any) -> Executor | None:
+        if cfg.executor is None or isinstance(cfg.executor, Executor):
+            return cfg.executor  # type: ignore[no-any-return]
+        kind = executor_kind(cfg.executor)
+        assert kind is not None, "validated by the builder"
+        executor = kind.create(cfg.concurrency, cfg.name)
+        self._owned.append(executor)
+        return executor
+
+    # -- Control protocol (used by workers) --------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Record the first error and stop everything."""
+        with self._lock:
+            if self._error is None:
+                self._error = exc
+        self.stop()
+
+    def thread(self, target: Callable[[], None], name: str) -> None:
+        def body() -> None:
+            try:
+                target()
+            finally:
+                self._thread_exited()
+
+        thread = threading.Thread(target=body, name=name, daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+            self._live += 1
+        thread.start()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        _live_runs.add(self)
+        try:
+            self.source_counters = start_source(self._source, self.source_out, self)
+            for stage in self.stages:
+                start_stage(stage)
+        except BaseException:
+            self.stop()
+            raise
+
+    _source: Any = None
+
+    @property
+    def error(self) -> BaseException | None:
+        with self._lock:
+            return self._error
+
+    def stop(self) -> None:
+        """Signal every thread to finish; returns at once (see ``join``)."""
+        self._stopping.set()
+        for channel in self.channels:
+            channel.stop()
+        if not self.stop_future.done():
+            try:
+                self.stop_future.set_result(None)
+            except Exception:  # noqa: BLE001 - another thread set it first
+                pass
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for every thread, then shut down the executors this run created."""
+        with self._lock:
+            threads = list(self._threads)
+        current = threading.current_thread()
+        deadline = None if timeout is None else perf_counter() + timeout
+        for thread in threads:
+            if thread is not current:
+                thread.join(None if deadline is None else max(0.0, deadline - perf_counter()))
+        self._shutdown_executors()
+        _live_runs.discard(self)
+
+    def _thread_exited(self) -> None:
+        with self._lock:
+            self._live -= 1
+            last = self._live == 0
+        if last and self._stopping.is_set():
+            # An abandoned pipeline has no one to call join(); its last thread
+            # releases the executors it created.
+            self._shutdown_executors()
+
+    def _shutdown_executors(self) -> None:
+        with self._lock:
+            owned, self._owned = self._owned, []
+        for executor in owned:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def stats(self) -> PipelineStats:
+        stages = []
+        if self.source_counters is not None:
+            stages.append(merge("source", 1, "thread", [self.source_counters], self.source_out.occupancy(), self.source_out.capacity))
+        for stage in self.stages:
+            cfg = stage.config
+            stages.append(
+                merge(cfg.name, cfg.concurrency, cfg.executor_name, list(stage.counters), stage.outbox.occupancy(), stage.outbox.capacity)
+            )
+        frozen = tuple(stages)
+        return PipelineStats(frozen, perf_counter() - self.started, find_bottleneck(frozen))
+
+
+class Pipeline:
+    """A built pipeline: iterate it for results; ``with`` starts and stops it.
+
+    A pipeline runs once.  Leaving the ``with`` block, ``close()``, ``break``
+    followed by garbage collection, an exception or Ctrl-C in the consumer, and
+    interpreter exit all stop it and join its threads.
+
+    Example:
+        >>> import ftpipe
+        >>> with ftpipe.PipelineBuilder().add_source(range(3)).pipe(str).build() as p:
+        ...     list(p)
+        ['0', '1', '2']
+    """
+
+    def __init__(self, config: PipelineConfig) -> None:
+        self._config = config
+        self._lock = threading.Lock()  # guards _state and _run
+        self._consumer_lock = threading.Lock()  # one consumer at a time drains the sink
+        self._state = "new"  # new -> running -> finished (ended, failed or closed)
+        self._run: _Run | None = None
+        self._local: deque[Any] = deque()
+
+    @property
+    def config(self) -> PipelineConfig:
+        """The frozen description this pipeline runs."""
+        return self._config
+
+    def start(self) -> None:
+        """Start the threads (``with`` and iteration call this for you).
+
+        Raises:
+            RuntimeError: The pipeline already ran; build a new one.
+        """
+        with self._lock:
+            if self._state == "running":
+                return
+            if self._state == "finished":
+                raise RuntimeError("this pipeline already ran; pipelines run once: build a new one from the builder")
+            run = _Run(self._config)
+            run._source = self._config.source
+            self._run = run
+            self._state = "running"
+            # Stop the threads if the user drops the pipeline without closing it.
+            weakref.finalize(self, run.stop)
+        run.start()
+
+    def __enter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Pipeline:
+        with self._lock:
+            state = self._state
+        if state == "finished":
+            raise RuntimeError("this pipeline already ran; pipelines run once: build a new one from the builder")
+        if state == "new":
+            self.start()
+        return self
+
+    def __next__(self) -> Any:
+        with self._consumer_lock:
+            if self._local:
+                return self._local.popleft()
+            with self._lock:
+                run, state = self._run, self._state
+            if state == "new":
+                self.start()
+                with self._lock:
+                    run = self._run
+            if run is None or state == "finished" and not self._local:
+                raise StopIteration
+            try:
+                _, values = run.sink.get(run.sink.capacity)
+            except EndOfStream:
+                self._finish()
+                raise StopIteration from None
+            except Stopped:
+                error = run.error
+                self._finish()
+                if error is not None:
+                    raise error from None
+                raise StopIteration from None
+            self._local.extend(values)
+            return self._local.popleft()
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._state = "finished"
+            run = self._run
+        if run is not None:
+            run.stop()
+            run.join()
+
+    def close(self) -> None:
+        """Stop the pipeline and join every thread (idempotent)."""
+        with self._lock:
+            if self._state == "new":
+                self._state = "finished"
+                return
+        self._finish()
+        self._local.clear()
+
+    def stats(self) -> PipelineStats:
+        """Return a frozen snapshot of per-stage statistics (safe from any thread)."""
+        with self._lock:
+            run = self._run
+        if run is None:
+            return PipelineStats((), 0.0, None)
+        return run.stats()

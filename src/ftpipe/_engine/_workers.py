@@ -1,0 +1,354 @@
+"""Stage workers: the threads that move items from one channel to the next.
+
+::
+
+    source thread ──► ch0 ──► stage 0 workers ──► ch1 ──► ... ──► sink channel ──► consumer
+                      (each stage: N threads calling fn, or N threads waiting on an
+                       executor, or one thread running an event loop for async fn)
+
+A worker takes a batch from its input channel, runs the stage function on each
+item without holding any lock, and puts the batch's outputs with one call.
+Batches adapt: a worker whose calls are slow takes one item at a time so the
+stage's other workers are not left idle; a worker whose calls take microseconds
+takes up to half its input buffer so the hand-off cost is paid per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterable, Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from time import perf_counter
+from typing import Any, Protocol
+
+from . import _calls
+from ._channel import Channel, EndOfStream, Stopped
+from ._config import FnKind, StageConfig, StageKind
+from ._stats import WorkerCounters
+
+__all__ = ["Control", "StageRuntime", "start_source", "start_stage"]
+
+# A call slower than this is worth one lock hand-off per item; faster calls are batched.
+_BATCH_TARGET_S = 200e-6
+
+
+class Control(Protocol):
+    """What workers need from the running pipeline."""
+
+    stop_future: Future[None]
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def fail(self, exc: BaseException) -> None: ...
+
+    def thread(self, target: Callable[[], None], name: str) -> None: ...
+
+
+class StageRuntime:
+    """The live state of one stage, shared by its workers."""
+
+    def __init__(
+        self,
+        config: StageConfig,
+        inbox: Channel,
+        outbox: Channel,
+        control: Control,
+        executor: Executor | None,
+    ) -> None:
+        self.config = config
+        self.inbox = inbox
+        self.outbox = outbox
+        self.control = control
+        self.executor = executor
+        self.counters: list[WorkerCounters] = []
+        # Failures under on_error="skip" are rare; one lock keeps the total exact.
+        self._failure_lock = threading.Lock()
+        self._failures = 0
+
+    def new_counters(self) -> WorkerCounters:
+        counters = WorkerCounters()
+        self.counters.append(counters)  # only while starting, from the starting thread
+        return counters
+
+    def failed(self, exc: BaseException, seq: int, counters: WorkerCounters) -> None:
+        """Apply the error policy to a call that failed after its retries.
+
+        Raises:
+            Stopped: The policy stops the pipeline (the exception is recorded).
+        """
+        counters.failures += 1
+        cfg = self.config
+        if isinstance(exc, Exception) and cfg.on_error == "skip":
+            with self._failure_lock:
+                self._failures += 1
+                total = self._failures
+            if cfg.max_failures is None or total <= cfg.max_failures:
+                return
+            exc.add_note(
+                f"ftpipe: stage {cfg.name!r} had {total} failures, more than "
+                f"max_failures={cfg.max_failures}; this is the last one (input #{seq})"
+            )
+        else:
+            exc.add_note(f"ftpipe: raised in stage {cfg.name!r} on input #{seq}")
+        self.control.fail(exc)
+        raise Stopped
+
+
+def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control) -> WorkerCounters:
+    """Start the thread that feeds the first channel from the source."""
+    counters = WorkerCounters()
+    max_batch = max(1, outbox.capacity // 2)
+
+    next_seq = [0]  # kept across feed() calls (an async source feeds in chunks)
+
+    def feed(items: Iterable[Any]) -> None:
+        batch: list[Any] = []
+        seq = next_seq[0]
+        per_item = 0.0
+        for_loop_start = perf_counter()
+        for item in items:
+            now = perf_counter()
+            # Exponential average of the source's own cost per item.
+            per_item = 0.8 * per_item + 0.2 * (now - for_loop_start)
+            counters.busy += now - for_loop_start
+            batch.append(item)
+            if len(batch) >= max_batch or per_item > _BATCH_TARGET_S or outbox.waiting_getters:
+                outbox.put(seq, seq + len(batch), batch)
+                seq += len(batch)
+                counters.items_out += len(batch)
+                batch = []
+                counters.blocked += perf_counter() - now
+            if control.stopping:
+                raise Stopped
+            for_loop_start = perf_counter()
+        if batch:
+            outbox.put(seq, seq + len(batch), batch)
+            counters.items_out += len(batch)
+            seq += len(batch)
+        next_seq[0] = seq
+
+    def run() -> None:
+        try:
+            if isinstance(source, AsyncIterable):
+                asyncio.run(_drain_async(source, feed))
+            else:
+                feed(source)
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
+            exc.add_note("ftpipe: raised by the source")
+            control.fail(exc)
+        finally:
+            outbox.producer_done()
+
+    control.thread(run, "ftpipe-source")
+    return counters
+
+
+async def _drain_async(source: AsyncIterable[Any], feed: Callable[[Iterable[Any]], None]) -> None:
+    items: list[Any] = []
+    async for item in source:
+        items.append(item)
+        if len(items) >= 64:
+            feed(items)
+            items = []
+    feed(items)
+
+
+def start_stage(stage: StageRuntime) -> None:
+    """Start the workers of one stage."""
+    cfg = stage.config
+    if cfg.kind is StageKind.AGGREGATE:
+        stage.control.thread(_aggregate_worker(stage), f"ftpipe-{cfg.name}")
+    elif cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and stage.executor is None:
+        from ._async_stage import async_worker
+
+        stage.control.thread(async_worker(stage), f"ftpipe-{cfg.name}")
+    elif stage.executor is not None:
+        for i in range(cfg.concurrency):
+            stage.control.thread(_executor_worker(stage), f"ftpipe-{cfg.name}-{i}")
+    else:
+        for i in range(cfg.concurrency):
+            stage.control.thread(_thread_worker(stage), f"ftpipe-{cfg.name}-{i}")
+
+
+def _stage_fn(cfg: StageConfig) -> Callable[[Any], Any]:
+    if cfg.kind is StageKind.DISAGGREGATE:
+        return _calls.flatten
+    assert cfg.fn is not None
+    return cfg.fn
+
+
+def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
+    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    counters = stage.new_counters()
+    fn = _stage_fn(cfg)
+    generator = cfg.kind is StageKind.DISAGGREGATE or cfg.fn_kind is FnKind.GENERATOR
+    stream = generator and cfg.retries == 0
+    max_batch = max(1, inbox.capacity // (2 * cfg.concurrency))
+
+    def call(item: Any, seq: int) -> list[Any] | None:
+        for attempt in range(cfg.retries + 1):
+            try:
+                return list(fn(item)) if generator else [fn(item)]
+            except BaseException as exc:  # noqa: BLE001 - the policy decides
+                if attempt == cfg.retries or not isinstance(exc, Exception):
+                    stage.failed(exc, seq, counters)
+                    return None
+                counters.retries += 1
+        return None  # unreachable: the loop returns or raises
+
+    def run() -> None:
+        batch = 1 if cfg.concurrency > 1 else max_batch
+        try:
+            while True:
+                t0 = perf_counter()
+                try:
+                    seq0, items = inbox.get(batch)
+                except EndOfStream:
+                    return
+                t1 = perf_counter()
+                counters.starved += t1 - t0
+                counters.items_in += len(items)
+                out: list[Any] = []
+                done = seq0  # inputs [seq0, done) are already put
+                blocked = 0.0
+                for i, item in enumerate(items):
+                    seq = seq0 + i
+                    if not stream:
+                        result = call(item, seq)
+                        if result is not None:
+                            out.extend(result)
+                        continue
+                    mark = len(out)
+                    try:
+                        for value in fn(item):
+                            out.append(value)
+                            if len(out) >= outbox.capacity:
+                                # A generator yielding more than fits: hand over what
+                                # is ready so memory stays bounded.
+                                tb = perf_counter()
+                                if seq > done:
+                                    outbox.put(done, seq, out[:mark])
+                                outbox.put(seq, seq, out[mark:], final=False)
+                                counters.items_out += len(out)
+                                out, mark, done = [], 0, seq
+                                blocked += perf_counter() - tb
+                    except BaseException as exc:  # noqa: BLE001 - the policy decides
+                        stage.failed(exc, seq, counters)
+                t2 = perf_counter()
+                counters.busy += t2 - t1 - blocked
+                outbox.put(done, seq0 + len(items), out)
+                counters.items_out += len(out)
+                counters.blocked += perf_counter() - t2 + blocked
+                if cfg.concurrency > 1:
+                    per_item = (t2 - t1 - blocked) / len(items)
+                    batch = max(1, min(max_batch, int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch))
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
+            stage.control.fail(exc)
+        finally:
+            outbox.producer_done()
+
+    return run
+
+
+def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
+    cfg, inbox, outbox, control = stage.config, stage.inbox, stage.outbox, stage.control
+    executor = stage.executor
+    assert executor is not None
+    counters = stage.new_counters()
+    fn = _stage_fn(cfg)
+    wrapper: Callable[..., Any] | None = {
+        FnKind.GENERATOR: _calls.collect_generator,
+        FnKind.ASYNC: _calls.run_coroutine,
+        FnKind.ASYNC_GENERATOR: _calls.collect_async_generator,
+    }.get(cfg.fn_kind)
+
+    def call(item: Any, seq: int) -> list[Any] | None:
+        for attempt in range(cfg.retries + 1):
+            future = executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
+            done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
+            if future not in done:
+                future.cancel()
+                raise Stopped
+            exc = future.exception()
+            if exc is None:
+                result = future.result()
+                return list(result) if wrapper is not None and cfg.fn_kind is not FnKind.ASYNC else [result]
+            if attempt == cfg.retries or not isinstance(exc, Exception):
+                stage.failed(exc, seq, counters)
+                return None
+            counters.retries += 1
+        return None
+
+    def run() -> None:
+        try:
+            while True:
+                t0 = perf_counter()
+                try:
+                    seq, items = inbox.get(1)
+                except EndOfStream:
+                    return
+                t1 = perf_counter()
+                counters.starved += t1 - t0
+                counters.items_in += 1
+                result = call(items[0], seq)
+                out = result if result is not None else []
+                t2 = perf_counter()
+                counters.busy += t2 - t1
+                outbox.put(seq, seq + 1, out)
+                counters.items_out += len(out)
+                counters.blocked += perf_counter() - t2
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
+            control.fail(exc)
+        finally:
+            outbox.producer_done()
+
+    return run
+
+
+def _aggregate_worker(stage: StageRuntime) -> Callable[[], None]:
+    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    counters = stage.new_counters()
+    size = cfg.size
+
+    def run() -> None:
+        group: list[Any] = []
+        seq_end = 0
+        try:
+            while True:
+                t0 = perf_counter()
+                try:
+                    seq0, items = inbox.get(max(1, inbox.capacity // 2))
+                except EndOfStream:
+                    break
+                counters.starved += perf_counter() - t0
+                counters.items_in += len(items)
+                out = []
+                for item in items:
+                    group.append(item)
+                    if len(group) == size:
+                        out.append(group)
+                        group = []
+                seq_end = seq0 + len(items)
+                t1 = perf_counter()
+                outbox.put(seq0, seq_end, out)
+                counters.items_out += len(out)
+                counters.blocked += perf_counter() - t1
+            if group and not cfg.drop_last:
+                outbox.put(seq_end, seq_end, [group])
+                counters.items_out += 1
+        except Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
+            stage.control.fail(exc)
+        finally:
+            outbox.producer_done()
+
+    return run

@@ -1,0 +1,271 @@
+"""Run one function at rising concurrency on cached inputs and measure it.
+
+Used inside each probe subprocess (``_probe``) and, for functions that cannot be
+addressed by module and name, directly in the calling process.
+
+    for round in rounds:                 # interleaved, so a noisy moment hits every level
+        for c in levels (up, then down): # c plain threads, released together by a barrier,
+            measure(c)                   # each cycling through the inputs from its own offset
+    point(c) = medians over the quiet rounds (others' CPU use < 0.5 core, from /proc/stat)
+
+Each worker keeps its own cursor and counter and only reads a local deadline, so
+the harness adds no shared object of its own for the threads to contend on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .._engine._config import FnKind, classify_fn
+from .._runtime import usable_cores
+
+__all__ = ["SweepSettings", "default_levels", "make_caller", "settings_for", "sweep"]
+
+Caller = Callable[[], tuple[Callable[[Any], Any], Callable[[], None]]]
+
+# Rounds where other processes used more than this many cores are re-measured.
+_NOISY_NEIGHBOUR = 0.5
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How long and how often to measure.
+
+    Attributes:
+        levels: Concurrencies to try, rising.
+        window_s: Target seconds per measurement (stretched for slow calls).
+        min_rounds: Quiet rounds wanted before stopping.
+        max_rounds: Rounds after which the figures are reported as they are.
+        budget_s: Stop starting new rounds after this many seconds.
+        tolerance: Relative spread of throughput over rounds considered stable.
+    """
+
+    levels: tuple[int, ...]
+    window_s: float = 0.35
+    min_rounds: int = 3
+    max_rounds: int = 7
+    budget_s: float = 14.0
+    tolerance: float = 0.12
+
+
+def default_levels(cores: int | None = None) -> tuple[int, ...]:
+    """1, 2, 4, ... up to twice the usable cores (at least 4), to see oversubscription."""
+    cores = cores or usable_cores()
+    levels, c = [1], 2
+    while c <= max(4, 2 * cores):
+        levels.append(c)
+        c *= 2
+    return tuple(levels)
+
+
+def settings_for(levels: Sequence[int] | None, *, quick: bool = False) -> SweepSettings:
+    """Default settings (about 4-12 s per configuration) or quick ones (about 1-3 s)."""
+    chosen = tuple(sorted(set(levels))) if levels else default_levels()
+    if quick:
+        return SweepSettings(chosen, window_s=0.2, min_rounds=2, max_rounds=3, budget_s=3.0)
+    return SweepSettings(chosen)
+
+
+def _exhaust(iterable: Any) -> int:
+    n = 0
+    for _ in iterable:
+        n += 1
+    return n
+
+
+def make_caller(fn: Callable[..., Any]) -> Caller:
+    """Return a per-thread factory of ``(call(item), close())`` for any kind of stage function.
+
+    Generators are exhausted; async functions run on an event loop owned by the
+    calling thread (one per worker, closed when it finishes).
+    """
+    kind = classify_fn(fn)
+
+    def factory() -> tuple[Callable[[Any], Any], Callable[[], None]]:
+        if kind is FnKind.GENERATOR:
+            return (lambda item: _exhaust(fn(item))), (lambda: None)
+        if kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
+            loop = asyncio.new_event_loop()
+
+            async def drain(item: Any) -> Any:
+                if kind is FnKind.ASYNC:
+                    return await fn(item)
+                return [x async for x in fn(item)]
+
+            return (lambda item: loop.run_until_complete(drain(item))), loop.close
+        return fn, (lambda: None)
+
+    return factory
+
+
+def _cpu_jiffies() -> int | None:
+    """Busy jiffies of the cores this process may use, all processes together (Linux only)."""
+    try:
+        allowed = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        busy = 0
+        with open("/proc/stat") as f:
+            for line in f:
+                parts = line.split()
+                if parts and parts[0] in allowed:
+                    # user nice system idle iowait irq softirq steal: steal counts as taken.
+                    v = [int(x) for x in parts[1:9]]
+                    busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+        return busy
+    except (OSError, AttributeError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_mib() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+@dataclass(frozen=True)
+class _Sample:
+    items: int
+    wall: float
+    cpu: float
+    neighbour: float
+
+
+class CallFailed(Exception):
+    """The measured function raised; carries the original exception and the input's index."""
+
+    def __init__(self, error: BaseException, index: int) -> None:
+        super().__init__(f"{type(error).__name__}: {error} (input #{index})")
+        self.error = error
+        self.index = index
+
+
+def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _Sample:
+    n = len(inputs)
+    counts = [0] * c
+    failures: list[CallFailed] = []  # list.append is atomic on every build
+    barrier = threading.Barrier(c + 1)
+    deadline_box = [0.0]
+
+    def worker(i: int) -> None:
+        call, close = caller()
+        k = (i * n) // c
+        count = 0
+        clock = time.perf_counter
+        try:
+            barrier.wait()
+            deadline = deadline_box[0]
+            while True:
+                call(inputs[k])
+                count += 1
+                k = k + 1 if k + 1 < n else 0
+                if clock() >= deadline:
+                    break
+        except threading.BrokenBarrierError:
+            pass
+        except Exception as exc:
+            failures.append(CallFailed(exc, k))
+        finally:
+            close()
+        counts[i] = count
+
+    threads = [threading.Thread(target=worker, args=(i,), name=f"ftpipe-probe-{i}") for i in range(c)]
+    for t in threads:
+        t.start()
+    jiffies0 = _cpu_jiffies()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    deadline_box[0] = t0 + window
+    barrier.wait()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    jiffies1 = _cpu_jiffies()
+    if failures:
+        raise failures[0]
+    neighbour = 0.0
+    if jiffies0 is not None and jiffies1 is not None:
+        total = (jiffies1 - jiffies0) / os.sysconf("SC_CLK_TCK")
+        neighbour = max(0.0, (total - cpu) / wall)
+    return _Sample(sum(counts), wall, cpu, neighbour)
+
+
+def _spread(values: Sequence[float]) -> float:
+    mid = statistics.median(values)
+    return (max(values) - min(values)) / mid if mid > 0 else float("inf")
+
+
+def _point(c: int, samples: list[_Sample]) -> dict[str, Any]:
+    quiet = [s for s in samples if s.neighbour < _NOISY_NEIGHBOUR]
+    used = quiet if len(quiet) >= 2 else samples
+    rates = [s.items / s.wall for s in used]
+    items = sum(s.items for s in used)
+    return {
+        "concurrency": c,
+        "items_per_s": statistics.median(rates),
+        "cpu_s_per_item": statistics.median(s.cpu / s.items for s in used),
+        "wall_s_per_item": statistics.median(c * s.wall / s.items for s in used),
+        "cores_busy": statistics.median(s.cpu / s.wall for s in used),
+        "neighbour_cores": statistics.median(s.neighbour for s in used),
+        "spread": _spread(rates),
+        "rounds": len(used),
+        "items": items,
+        "peak_rss_mib": round(_peak_rss_mib(), 1),
+        "samples": [round(r, 3) for r in rates],
+    }
+
+
+def sweep(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any],
+    settings: SweepSettings,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure ``fn`` at each of ``settings.levels``; return one JSON-ready point per level.
+
+    Raises:
+        ValueError: ``inputs`` is empty.
+        CallFailed: ``fn`` raised on an input.
+    """
+    if not inputs:
+        raise ValueError("no inputs to diagnose with: pass a non-empty list of items")
+    started = time.perf_counter()
+    caller = make_caller(fn)
+    call, close = caller()
+    try:  # warm up (imports, caches) and time one call
+        t = time.perf_counter()
+        for k in range(min(3, len(inputs))):
+            try:
+                call(inputs[k])
+            except Exception as exc:
+                raise CallFailed(exc, k) from exc
+        per_call = (time.perf_counter() - t) / min(3, len(inputs))
+    finally:
+        close()
+    # Slow calls get a longer window so that every level still completes ~25 calls.
+    window = max(settings.window_s, min(25 * per_call, 4 * settings.window_s))
+    _measure(caller, inputs, max(settings.levels), min(0.1, window / 2))
+    samples: dict[int, list[_Sample]] = {c: [] for c in settings.levels}
+    for r in range(settings.max_rounds):
+        order = settings.levels if r % 2 == 0 else tuple(reversed(settings.levels))
+        for c in order:
+            samples[c].append(_measure(caller, inputs, c, window))
+        if progress:
+            progress(f"round {r + 1}: " + ", ".join(
+                f"c={c} {samples[c][-1].items / samples[c][-1].wall:.0f}/s" for c in settings.levels))
+        quiet = min(sum(s.neighbour < _NOISY_NEIGHBOUR for s in v) for v in samples.values())
+        stable = all(_spread([s.items / s.wall for s in v]) <= settings.tolerance for v in samples.values())
+        elapsed = time.perf_counter() - started
+        per_round = elapsed / (r + 1.2)
+        if r + 1 >= settings.min_rounds and quiet >= settings.min_rounds and stable:
+            break
+        if elapsed + per_round > settings.budget_s and r + 1 >= min(2, settings.max_rounds):
+            break
+    return [_point(c, samples[c]) for c in settings.levels]
