@@ -144,8 +144,13 @@ class Channel:
             if self._stopped:
                 raise Stopped
             ready = self._ready
-            n = min(max_n, len(ready))
-            values = [ready.popleft() for _ in range(n)]
+            n = len(ready)
+            if n <= max_n:
+                values = list(ready)
+                ready.clear()
+            else:
+                n = max_n
+                values = [ready.popleft() for _ in range(n)]
             seq = self._popped
             self._popped += n
             # Producers wait only on a full channel; wake them now there is room.

@@ -62,7 +62,9 @@ def classify_fn(fn: Callable[..., Any]) -> FnKind:
 
 
 def _positive_int(value: object, what: str, stage: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"stage {stage!r}: {what} must be a positive int, got {type(value).__name__} {value!r}")
+    if value < 1:
         raise ValueError(f"stage {stage!r}: {what} must be a positive int, got {value!r}")
     return value
 
@@ -139,16 +141,22 @@ class StageConfig:
         _positive_int(concurrency, "concurrency", label)
         if not isinstance(ordered, bool):
             raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
-        if on_error not in ("raise", "skip"):
+        if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
             raise ValueError(f"stage {label!r}: on_error must be 'raise' or 'skip', got {on_error!r}")
         if max_failures is not None:
-            if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
+            if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+                raise TypeError(
+                    f"stage {label!r}: max_failures must be None or an int >= 0, got {max_failures!r}"
+                )
+            if max_failures < 0:
                 raise ValueError(
                     f"stage {label!r}: max_failures must be None or an int >= 0, got {max_failures!r}"
                 )
             if on_error != "skip":
                 raise ValueError(f"stage {label!r}: max_failures only applies with on_error='skip'")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise TypeError(f"stage {label!r}: retries must be an int >= 0, got {retries!r}")
+        if retries < 0:
             raise ValueError(f"stage {label!r}: retries must be an int >= 0, got {retries!r}")
         buffer = _buffer_size(buffer_size, label, default=max(DEFAULT_BUFFER_SIZE, 2 * concurrency))
         fn_kind = classify_fn(fn)

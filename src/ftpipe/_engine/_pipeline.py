@@ -243,6 +243,12 @@ class Pipeline:
         return self
 
     def __next__(self) -> Any:
+        # deque.popleft is atomic (internally locked on free-threaded builds), so
+        # concurrent consumers each get distinct items without taking our lock.
+        try:
+            return self._local.popleft()
+        except IndexError:
+            pass
         with self._consumer_lock:
             if self._local:
                 return self._local.popleft()

@@ -19,6 +19,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from itertools import islice
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -28,6 +29,9 @@ from ._config import FnKind, StageConfig, StageKind
 from ._stats import WorkerCounters
 
 __all__ = ["Control", "StageRuntime", "start_source", "start_stage"]
+
+# Marks an input dropped by on_error="skip" (None is a legitimate result).
+_SKIPPED: Any = object()
 
 # A call slower than this is worth one lock hand-off per item; faster calls are batched.
 _BATCH_TARGET_S = 200e-6
@@ -104,30 +108,25 @@ def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, co
     next_seq = [0]  # kept across feed() calls (an async source feeds in chunks)
 
     def feed(items: Iterable[Any]) -> None:
-        batch: list[Any] = []
+        iterator = iter(items)
         seq = next_seq[0]
-        per_item = 0.0
-        for_loop_start = perf_counter()
-        for item in items:
-            now = perf_counter()
-            # Exponential average of the source's own cost per item.
-            per_item = 0.8 * per_item + 0.2 * (now - for_loop_start)
-            counters.busy += now - for_loop_start
-            batch.append(item)
-            if len(batch) >= max_batch or per_item > _BATCH_TARGET_S or outbox.waiting_getters:
-                outbox.put(seq, seq + len(batch), batch)
-                seq += len(batch)
-                counters.items_out += len(batch)
-                batch = []
-                counters.blocked += perf_counter() - now
+        take = 1  # grows while the source is cheap, so a slow source is never held back
+        while True:
+            t0 = perf_counter()
+            chunk = list(islice(iterator, take))
+            t1 = perf_counter()
+            if not chunk:
+                break
+            counters.busy += t1 - t0
+            outbox.put(seq, seq + len(chunk), chunk)
+            seq += len(chunk)
+            next_seq[0] = seq
+            counters.items_out += len(chunk)
+            counters.blocked += perf_counter() - t1
+            per_item = (t1 - t0) / len(chunk)
+            take = max(1, min(max_batch, 2 * take, int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch))
             if control.stopping:
                 raise Stopped
-            for_loop_start = perf_counter()
-        if batch:
-            outbox.put(seq, seq + len(batch), batch)
-            counters.items_out += len(batch)
-            seq += len(batch)
-        next_seq[0] = seq
 
     def run() -> None:
         try:
@@ -200,6 +199,35 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                 counters.retries += 1
         return None  # unreachable: the loop returns or raises
 
+    def _call_all(items: list[Any], seq0: int, out: list[Any]) -> None:
+        # The hot path: map() runs the calls without a Python-level loop.  On a
+        # failure, list.extend keeps what was appended, which tells us the index.
+        pos = 0
+        while pos < len(items):
+            base = len(out)
+            try:
+                out.extend(map(fn, items[pos:] if pos else items))
+                return
+            except BaseException as exc:  # noqa: BLE001 - the policy decides
+                i = pos + len(out) - base
+                result = retry(items[i], seq0 + i, exc)
+                if result is not _SKIPPED:
+                    out.append(result)
+                pos = i + 1
+
+    def retry(item: Any, seq: int, exc: BaseException) -> Any:
+        """Retry a failed call; return its result or None once the policy dropped it."""
+        for _ in range(cfg.retries):
+            if not isinstance(exc, Exception):
+                break
+            counters.retries += 1
+            try:
+                return fn(item)
+            except BaseException as again:  # noqa: BLE001 - the policy decides
+                exc = again
+        stage.failed(exc, seq, counters)
+        return _SKIPPED
+
     def run() -> None:
         batch = 1 if cfg.concurrency > 1 else max_batch
         try:
@@ -215,7 +243,9 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                 out: list[Any] = []
                 done = seq0  # inputs [seq0, done) are already put
                 blocked = 0.0
-                for i, item in enumerate(items):
+                if not generator:
+                    _call_all(items, seq0, out)
+                for i, item in enumerate(items if generator else ()):
                     seq = seq0 + i
                     if not stream:
                         result = call(item, seq)
@@ -224,9 +254,10 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                         continue
                     mark = len(out)
                     try:
-                        for value in fn(item):
-                            out.append(value)
-                            if len(out) >= outbox.capacity:
+                        produced = iter(fn(item))
+                        while True:
+                            room = outbox.capacity - len(out)
+                            if room <= 0:
                                 # A generator yielding more than fits: hand over what
                                 # is ready so memory stays bounded.
                                 tb = perf_counter()
@@ -236,6 +267,11 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                                 counters.items_out += len(out)
                                 out, mark, done = [], 0, seq
                                 blocked += perf_counter() - tb
+                                continue
+                            before = len(out)
+                            out.extend(islice(produced, room))
+                            if len(out) - before < room:
+                                break
                     except BaseException as exc:  # noqa: BLE001 - the policy decides
                         stage.failed(exc, seq, counters)
                 t2 = perf_counter()

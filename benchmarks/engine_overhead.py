@@ -1,0 +1,143 @@
+"""Engine overhead: a 3-stage no-op pipeline, items/s, against same-run baselines.
+
+Baselines, measured in the same process right beside ftpipe:
+  * a hand-written chain of ``queue.Queue`` with one thread per stage,
+  * ``concurrent.futures.ThreadPoolExecutor.map`` applied three times (chunks),
+  * SPDL's ``PipelineBuilder`` (``pip install spdl-core``), when installed.
+
+Each figure is the median of ``--repeat`` runs.  ``--hogs N`` starts N busy-looping
+processes beside the benchmark (the machine a training job really runs on) and
+kills them at the end.
+
+    python benchmarks/engine_overhead.py [--items 100000] [--repeat 5] [--hogs 0] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import queue
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import ftpipe
+
+
+def noop(x: int) -> int:
+    return x
+
+
+def run_ftpipe(n: int) -> int:
+    builder = ftpipe.PipelineBuilder().add_source(range(n))
+    for _ in range(3):
+        builder.pipe(noop)
+    with builder.add_sink(buffer_size=64).build() as pipeline:
+        return sum(1 for _ in pipeline)
+
+
+def run_queue_chain(n: int) -> int:
+    end = object()
+    queues: list[queue.Queue[object]] = [queue.Queue(maxsize=64) for _ in range(4)]
+
+    def source() -> None:
+        for i in range(n):
+            queues[0].put(i)
+        queues[0].put(end)
+
+    def stage(q_in: queue.Queue[object], q_out: queue.Queue[object]) -> None:
+        while (item := q_in.get()) is not end:
+            q_out.put(noop(item))  # type: ignore[arg-type]
+        q_out.put(end)
+
+    threads = [threading.Thread(target=source)]
+    threads += [threading.Thread(target=stage, args=(queues[i], queues[i + 1])) for i in range(3)]
+    for t in threads:
+        t.start()
+    count = 0
+    while queues[3].get() is not end:
+        count += 1
+    for t in threads:
+        t.join()
+    return count
+
+
+def run_thread_pool(n: int) -> int:
+    with ThreadPoolExecutor(3) as pool:
+        items = pool.map(noop, pool.map(noop, pool.map(noop, range(n), chunksize=256), chunksize=256), chunksize=256)
+        return sum(1 for _ in items)
+
+
+def run_spdl(n: int) -> int:
+    from spdl.pipeline import PipelineBuilder
+
+    builder = PipelineBuilder().add_source(range(n))
+    for _ in range(3):
+        builder = builder.pipe(noop)
+    pipeline = builder.add_sink(64).build(num_threads=3)
+    with pipeline.auto_stop():
+        return sum(1 for _ in pipeline.get_iterator(timeout=60))
+
+
+def spdl_available() -> bool:
+    try:
+        import spdl.pipeline  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _hog() -> None:
+    while True:
+        pass
+
+
+def measure(fn: Callable[[int], int], n: int, repeat: int) -> float:
+    rates = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = fn(n)
+        elapsed = time.perf_counter() - t0
+        assert got == n, f"{fn.__name__} delivered {got} of {n} items"
+        rates.append(n / elapsed)
+    return statistics.median(rates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--hogs", type=int, default=0, help="busy-looping processes to run beside it")
+    parser.add_argument("--quick", action="store_true", help="20k items, 3 repeats")
+    args = parser.parse_args(argv)
+    n, repeat = (20_000, 3) if args.quick else (args.items, args.repeat)
+    info = ftpipe.runtime_info(find_others=False)
+    print(f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
+          f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it")
+    hogs = [mp.get_context("spawn").Process(target=_hog, daemon=True) for _ in range(args.hogs)]
+    for h in hogs:
+        h.start()
+    try:
+        ours = measure(run_ftpipe, n, repeat)
+        rows = [("queue.Queue chain", measure(run_queue_chain, n, repeat)),
+                ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat))]
+        if spdl_available():
+            spdl_n = min(n, 5_000)
+            rows.append(("SPDL", measure(run_spdl, spdl_n, max(1, repeat // 2))))
+        else:
+            print("  (SPDL not installed: pip install spdl-core)")
+    finally:
+        for h in hogs:
+            h.kill()
+            h.join()
+    print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
+    for name, rate in rows:
+        print(f"  {name:<24} {rate:>12,.0f} items/s   ftpipe / {name} = {ours / rate:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,328 @@
+"""The one seam every ftpipe executor is built on: worker threads running a context.
+
+A ``WorkerPool`` is a ``concurrent.futures.Executor`` whose workers are threads;
+each worker thread owns one *worker context* that decides where a call really
+runs (like CPython 3.14's thread / interpreter pools):
+
+- ``ThreadContext`` runs it on the worker thread itself;
+- ``InterpreterContext`` runs it in the thread's own subinterpreter;
+- ``ProcessContext`` sends it to the thread's own child process and waits.
+
+::
+
+    submit(fn, *args) --> work queue --> worker thread 1: ctx.initialize(); ctx.run(...) ...
+                          (SimpleQueue)   worker thread 2: ...
+                                          sentinel None: ctx.finalize(), thread exits
+
+A context that finds its worker dead raises ``BrokenWorkerError``; the pool then
+fails every queued call with it and refuses new ones, like
+``concurrent.futures.process.BrokenProcessPool``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import threading
+import weakref
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Executor, Future
+from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
+from typing import Any, Protocol
+
+__all__ = ["BrokenWorkerError", "ThreadExecutor", "WorkerContext", "WorkerPool"]
+
+
+class BrokenWorkerError(BrokenExecutor):
+    """A worker of an ftpipe executor died or could not start.
+
+    Attributes:
+        name: The executor's name (a pipeline stage name when the engine made it).
+        exitcode: The worker process's exit code (negative: killed by a signal),
+            or None when the worker was not a process.
+    """
+
+    def __init__(self, message: str, *, name: str = "", exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        self.exitcode = exitcode
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_broken, (str(self), self.name, self.exitcode))
+
+
+def _rebuild_broken(message: str, name: str, exitcode: int | None) -> BrokenWorkerError:
+    return BrokenWorkerError(message, name=name, exitcode=exitcode)
+
+
+class WorkerContext(Protocol):
+    """Where one worker thread runs its calls."""
+
+    def initialize(self) -> None:
+        """Prepare the worker (start a process, create an interpreter, run the initializer)."""
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Return ``fn(*args, **kwargs)`` or raise its exception (or ``BrokenWorkerError``)."""
+
+    def finalize(self) -> None:
+        """Release the worker; called once, also after a failed ``initialize``."""
+
+
+@dataclass(eq=False)
+class _WorkItem:
+    future: Future[Any]
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(eq=False)
+class _State:
+    """What worker threads share with their pool; threads hold this, not the pool."""
+
+    queue: SimpleQueue[_WorkItem | None] = field(default_factory=SimpleQueue)
+    # Guards shutdown/broken flags against submit(), so no item slips in after a drain.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    idle: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    shutdown: bool = False
+    broken: BrokenWorkerError | None = None
+
+    def drain(self, exc: BaseException | None) -> None:
+        """Fail (or cancel, when ``exc`` is None) every queued item."""
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except Empty:
+                return
+            if item is None:
+                continue
+            if exc is None:
+                item.future.cancel()
+            elif item.future.set_running_or_notify_cancel():
+                item.future.set_exception(exc)
+
+
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+_live_lock = threading.Lock()
+
+
+def _shutdown_live_pools() -> None:
+    # Worker threads are daemons (an executor nobody shut down must not block
+    # exit), so stop their children and subinterpreters here, before the
+    # interpreter tears daemon threads down.
+    with _live_lock:
+        pools = list(_live_pools)
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# multiprocessing is imported first so this hook runs before its own exit hook
+# (atexit is last-in, first-out): our children get a clean stop message first.
+import multiprocessing.util  # noqa: E402,F401
+
+atexit.register(_shutdown_live_pools)
+
+
+class WorkerPool(Executor):
+    """A ``concurrent.futures.Executor`` whose worker threads each own a ``WorkerContext``.
+
+    Subclasses override ``_make_context`` (and ``_kind``); everything else --
+    queueing, lazy worker start, shutdown, cancellation, breaking -- lives here.
+
+    Args:
+        max_workers: Most worker threads (and processes / interpreters) at once.
+        initializer: Called once in every worker before its first call.
+        initargs: Arguments for ``initializer``.
+        name: Names threads and errors; the engine passes the stage name.
+    """
+
+    _kind = "worker"
+    _counter = itertools.count()
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        name: str | None = None,
+    ) -> None:
+        if max_workers is None:
+            max_workers = self._default_workers()
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be a positive int, got {max_workers!r}")
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        self._max_workers = max_workers
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._name = name or f"{type(self).__name__}-{next(self._counter)}"
+        self._state = _State()
+        self._threads: list[threading.Thread] = []
+        with _live_lock:
+            _live_pools.add(self)
+
+    @property
+    def name(self) -> str:
+        """The name used for worker threads and in error messages."""
+        return self._name
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers this executor runs at once."""
+        return self._max_workers
+
+    @staticmethod
+    def _default_workers() -> int:
+        from .._runtime import usable_cores
+
+        return usable_cores()
+
+    def _make_context(self) -> WorkerContext:
+        raise NotImplementedError
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Schedule ``fn(*args, **kwargs)``; return its future.
+
+        Raises:
+            BrokenWorkerError: A worker died earlier; the executor is unusable.
+            RuntimeError: The executor was shut down.
+        """
+        state = self._state
+        with state.lock:
+            if state.broken is not None:
+                raise BrokenWorkerError(
+                    str(state.broken), name=self._name, exitcode=state.broken.exitcode
+                )
+            if state.shutdown:
+                raise RuntimeError(f"cannot submit to {self._kind} executor {self._name!r} after shutdown")
+            future: Future[Any] = Future()
+            state.queue.put(_WorkItem(future, fn, args, kwargs))
+            # An idle worker will take the item; otherwise start one, up to the limit.
+            if not state.idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                self._start_worker()
+        return future
+
+    def _start_worker(self) -> None:
+        thread = threading.Thread(
+            target=_work,
+            args=(self._state, self._make_context(), self._kind, self._name),
+            name=f"{self._name}-{len(self._threads)}",
+            daemon=True,
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting calls; stop every worker once the queue is empty.
+
+        Args:
+            wait: Block until every worker (thread, process, interpreter) is gone.
+            cancel_futures: Cancel calls that have not started yet.
+        """
+        state = self._state
+        with state.lock:
+            state.shutdown = True
+            if cancel_futures:
+                state.drain(None)
+            state.queue.put(None)  # one sentinel: each worker passes it on
+            threads = list(self._threads)
+        if wait:
+            for thread in threads:
+                if thread is not threading.current_thread():
+                    thread.join()
+        with _live_lock:
+            _live_pools.discard(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._name!r} max_workers={self._max_workers}>"
+
+
+def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
+    try:
+        try:
+            ctx.initialize()
+        except BaseException as exc:
+            broken = (
+                exc
+                if isinstance(exc, BrokenWorkerError)
+                else BrokenWorkerError(
+                    f"{kind} executor {name!r}: a worker failed to start: {type(exc).__name__}: {exc}",
+                    name=name,
+                )
+            )
+            broken.__cause__ = exc if broken is not exc else exc.__cause__
+            _break(state, broken)
+            return
+        while True:
+            # Offer this worker to submit(): a token per idle worker, so submit()
+            # starts a new worker only when none is waiting (as ThreadPoolExecutor).
+            state.idle.release()
+            item = state.queue.get()
+            if item is None:
+                state.queue.put(None)  # wake the next worker too
+                return
+            if not item.future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = ctx.run(item.fn, item.args, item.kwargs)
+            except BrokenWorkerError as exc:
+                item.future.set_exception(exc)
+                _break(state, exc)
+                return
+            except BaseException as exc:
+                item.future.set_exception(exc)
+            else:
+                item.future.set_result(result)
+            del item  # drop references to the arguments and result now
+            # A plain attribute read: set once under the lock, never cleared.
+            if state.broken is not None:
+                return
+    finally:
+        ctx.finalize()
+
+
+def _break(state: _State, exc: BrokenWorkerError) -> None:
+    with state.lock:
+        if state.broken is None:
+            state.broken = exc
+        state.drain(state.broken)
+        state.queue.put(None)
+
+
+class ThreadContext:
+    """Run calls on the worker thread itself."""
+
+    def __init__(self, initializer: Callable[..., Any] | None, initargs: tuple[Any, ...]) -> None:
+        self._initializer = initializer
+        self._initargs = initargs
+
+    def initialize(self) -> None:
+        if self._initializer is not None:
+            self._initializer(*self._initargs)
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return fn(*args, **kwargs)
+
+    def finalize(self) -> None:
+        pass
+
+
+class ThreadExecutor(WorkerPool):
+    """Run calls in threads of this process (parallel for pure Python on 3.13t only).
+
+    The same constructor as ``InterpreterExecutor`` and ``ProcessExecutor``, so a
+    stage can switch executors by changing one name.
+    """
+
+    _kind = "thread"
+
+    @staticmethod
+    def _default_workers() -> int:
+        from .._runtime import usable_cores
+
+        return min(32, usable_cores() + 4)  # as ThreadPoolExecutor: I/O-bound work waits
+
+    def _make_context(self) -> WorkerContext:
+        return ThreadContext(self._initializer, self._initargs)
