@@ -250,8 +250,10 @@ class Pipeline:
         except IndexError:
             pass
         with self._consumer_lock:
-            if self._local:
+            try:  # another consumer may have refilled while we waited for the lock
                 return self._local.popleft()
+            except IndexError:
+                pass
             with self._lock:
                 run, state = self._run, self._state
             if state == "new":
@@ -271,8 +273,8 @@ class Pipeline:
                 if error is not None:
                     raise error from None
                 raise StopIteration from None
-            self._local.extend(values)
-            return self._local.popleft()
+            self._local.extend(values[1:])
+            return values[0]
 
     def _finish(self) -> None:
         with self._lock:
