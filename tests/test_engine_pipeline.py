@@ -299,9 +299,12 @@ def test_stats_from_another_thread_while_running():
 def test_several_consumer_threads_share_the_output_exactly_once():
     pipeline = ftpipe.PipelineBuilder().add_source(range(5000)).pipe(str, concurrency=2).build()
     results: list[list[str]] = [[] for _ in range(4)]
+    started = threading.Barrier(4, timeout=10)
 
     def consume(k):
-        for x in pipeline:
+        it = iter(pipeline)  # before anyone can drain it: iterating a finished pipeline is an error
+        started.wait()
+        for x in it:
             results[k].append(x)
 
     with pipeline:

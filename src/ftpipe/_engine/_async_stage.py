@@ -20,7 +20,7 @@ from typing import Any
 
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
-from ._workers import StageRuntime
+from ._workers import StageFailed, StageRuntime
 
 __all__ = ["async_worker"]
 
@@ -32,7 +32,7 @@ def async_worker(stage: StageRuntime) -> Callable[[], None]:
     def run() -> None:
         try:
             asyncio.run(_serve(stage, counters))
-        except Stopped:
+        except (Stopped, StageFailed):
             pass
         except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
             stage.control.fail(exc)
@@ -43,7 +43,7 @@ def async_worker(stage: StageRuntime) -> Callable[[], None]:
 
 
 async def _serve(stage: StageRuntime, counters: Any) -> None:
-    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    cfg = stage.config
     fn = cfg.fn
     assert fn is not None
     is_gen = cfg.fn_kind is FnKind.ASYNC_GENERATOR
@@ -63,12 +63,29 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
                 counters.busy += (perf_counter() - start) / cfg.concurrency
         raise AssertionError("unreachable")
 
-    queue: deque[tuple[int, Any]] = deque()
     running: dict[asyncio.Task[list[Any]], int] = {}
+    try:
+        await _loop(stage, counters, call, running)
+    finally:
+        # Leave no task behind with an exception nobody read (asyncio would log it).
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+async def _loop(
+    stage: StageRuntime,
+    counters: Any,
+    call: Callable[[Any], Any],
+    running: dict[asyncio.Task[list[Any]], int],
+) -> None:
+    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    queue: deque[tuple[int, Any]] = deque()
     results: dict[int, list[Any]] = {}
     next_emit = 0
     fetch: asyncio.Task[tuple[int, list[Any]]] | None = None
     ended = False
+    cutoff: int | None = None  # set once an input failed for good
     while True:
         while queue and len(running) < cfg.concurrency:
             seq, item = queue.popleft()
@@ -84,6 +101,9 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not running:
             counters.starved += perf_counter() - t0
+        # Read every finished call's outcome before acting on any: a failure may
+        # stop the stage, and an unread task exception would be logged later.
+        outcomes = {t: None if t.cancelled() else t.exception() for t in done if t is not fetch}
         for task in done:
             if task is fetch:
                 fetch = None
@@ -92,13 +112,32 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
                 except EndOfStream:
                     ended = True
                     continue
+                except Stopped:
+                    if cutoff is None:
+                        raise
+                    continue  # our own failure stopped the input: finish earlier inputs
+                if cutoff is not None:
+                    continue
                 queue.extend(enumerate(items, seq0))
                 counters.items_in += len(items)
                 continue
             seq = running.pop(task)
-            exc = task.exception()
+            if task.cancelled():  # a later input, dropped after a failure
+                results[seq] = []
+                continue
+            exc = outcomes[task]
             if exc is not None:
-                stage.failed(exc, seq, counters)  # raises Stopped under "raise"
+                try:
+                    stage.failed(exc, seq, counters)
+                except StageFailed:
+                    # Finish the calls for earlier inputs (their outputs are still
+                    # delivered), drop the later ones, take no more input.
+                    cutoff = seq if cutoff is None else min(cutoff, seq)
+                    ended = True
+                    queue.clear()
+                    for other, other_seq in running.items():
+                        if other_seq > cutoff:
+                            other.cancel()
                 results[seq] = []
             else:
                 results[seq] = task.result()

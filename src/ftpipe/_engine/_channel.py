@@ -18,6 +18,7 @@ runs: the price of a hand-off is paid per batch, not per item.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from typing import Any
@@ -31,6 +32,59 @@ class Stopped(Exception):
 
 class EndOfStream(Exception):
     """Raised by ``Channel.get`` once every producer is done and the buffer is empty."""
+
+
+class _Waker:
+    """One thread's wake-up: its waits sleep in the kernel (an eventfd, or a pipe).
+
+    Why not ``threading.Condition``: on the free-threaded build a thread that
+    blocks on a ``threading.Lock`` first calls ``sched_yield`` up to 40 times,
+    and on a busy machine every yield hands the core to another process for a
+    whole time slice; a hand-off then costs milliseconds.  A blocking ``read``
+    sleeps at once, and the kernel wakes the reader as soon as it is written to.
+    Each thread has its own, so a wake-up always reaches the thread it was for.
+    """
+
+    __slots__ = ("_r", "_w")
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self._r = self._w = os.eventfd(0, os.EFD_CLOEXEC)
+        else:  # pragma: no cover - non-Linux
+            self._r, self._w = os.pipe()
+
+    def wait(self) -> None:
+        """Sleep until woken (returns at once if a wake-up is already pending)."""
+        if self._r == self._w:
+            os.eventfd_read(self._r)  # reads and resets the counter
+        else:  # pragma: no cover - non-Linux
+            os.read(self._r, 1)
+
+    def wake(self) -> None:
+        if self._r == self._w:
+            os.eventfd_write(self._w, 1)
+        else:  # pragma: no cover - non-Linux
+            os.write(self._w, b"x")
+
+    def __del__(self) -> None:  # runs when the owning thread's locals are cleared
+        os.close(self._r)
+        if self._w != self._r:  # pragma: no cover - non-Linux
+            os.close(self._w)
+
+
+_thread_wakers = threading.local()
+
+
+def _my_waker() -> _Waker:
+    waker: _Waker | None = getattr(_thread_wakers, "waker", None)
+    if waker is None:
+        waker = _thread_wakers.waker = _Waker()
+    return waker
+
+
+def _wake_all(wakers: list[_Waker]) -> None:
+    for waker in wakers:
+        waker.wake()
 
 
 class Channel:
@@ -47,7 +101,9 @@ class Channel:
     def __init__(self, capacity: int, *, ordered: bool, producers: int = 1) -> None:
         self.capacity = capacity
         self.ordered = ordered
-        self._cond = threading.Condition(threading.Lock())
+        # Guards every field below.  Held for a few list operations, never while
+        # waiting: waiters register under it, release it, then sleep on a _Signal.
+        self._lock = threading.Lock()
         self._ready: deque[Any] = deque()
         self._pending: dict[int, tuple[int | None, list[Any]]] = {}
         self._pending_items = 0
@@ -55,7 +111,9 @@ class Channel:
         self._popped = 0  # values handed to consumers so far
         self._producers = producers
         self._stopped = False
-        self._waiting_getters = 0
+        self._cutoff: int | None = None  # see cut()
+        self._getters: list[_Waker] = []  # consumers sleeping until items arrive
+        self._putters: list[_Waker] = []  # producers sleeping until there is room
 
     # -- producer side ---------------------------------------------------------------
 
@@ -69,32 +127,28 @@ class Channel:
         Raises:
             Stopped: The pipeline is stopping; the values are dropped.
         """
-        with self._cond:
-            if not self.ordered:
-                while len(self._ready) >= self.capacity and not self._stopped:
-                    self._cond.wait()
+        while True:
+            with self._lock:
                 if self._stopped:
                     raise Stopped
-                self._ready.extend(values)
-            else:
-                while not self._stopped and not self._may_put(start, final):
-                    self._cond.wait()
-                if self._stopped:
-                    raise Stopped
-                if start != self._head:
-                    # Only final ranges arrive out of order: partial output waits
-                    # until its input is the head (see _may_put).
-                    self._pending[start] = (end, values)
-                    self._pending_items += len(values)
-                    return
-                self._ready.extend(values)
-                if final:
-                    self._head = end
-                    self._release_pending()
-            if self._waiting_getters:
-                self._cond.notify_all()
+                if self._cutoff is not None and (not self.ordered or start >= self._cutoff):
+                    return  # produced after the stage failed: never delivered
+                if self._may_put(start, final):
+                    self._insert(start, end, values, final)
+                    wake, self._getters = self._getters, []
+                    if self.ordered and self._putters:
+                        # A moved head may open the reordering window for a waiting producer.
+                        wake += self._putters
+                        self._putters = []
+                    break
+                waker = _my_waker()
+                self._putters.append(waker)
+            self._sleep(waker, self._putters)
+        _wake_all(wake)
 
     def _may_put(self, start: int, final: bool) -> bool:
+        if not self.ordered:
+            return len(self._ready) < self.capacity
         if start == self._head or not final:
             # The head can always go in once the consumer made room: nothing
             # else can make progress without it.  Partial output waits for head.
@@ -104,19 +158,33 @@ class Channel:
         held = len(self._ready) + self._pending_items
         return start < self._head + self.capacity and held < self.capacity
 
-    def _release_pending(self) -> None:
-        while self._head in self._pending:
-            end, values = self._pending.pop(self._head)
-            self._pending_items -= len(values)
+    def _insert(self, start: int, end: int, values: list[Any], final: bool) -> None:
+        if not self.ordered:
             self._ready.extend(values)
-            assert end is not None
-            self._head = end
+        elif start != self._head:
+            # Only final ranges arrive out of order: partial output waits until
+            # its input is the head (see _may_put).
+            self._pending[start] = (end, values)
+            self._pending_items += len(values)
+        else:
+            self._ready.extend(values)
+            if final:
+                self._head = end
+                while self._head in self._pending:
+                    pending_end, pending = self._pending.pop(self._head)
+                    self._pending_items -= len(pending)
+                    self._ready.extend(pending)
+                    assert pending_end is not None
+                    self._head = pending_end
 
     def producer_done(self) -> None:
         """Record that one producer finished; the last one ends the stream."""
-        with self._cond:
+        with self._lock:
             self._producers -= 1
-            self._cond.notify_all()
+            wake: list[_Waker] = []
+            if self._producers <= 0:
+                wake, self._getters = self._getters, []
+        _wake_all(wake)
 
     # -- consumer side ---------------------------------------------------------------
 
@@ -130,51 +198,78 @@ class Channel:
             EndOfStream: Every producer is done and nothing is left.
             Stopped: The pipeline is stopping.
         """
-        with self._cond:
-            while not self._ready:
+        while True:
+            with self._lock:
                 if self._stopped:
                     raise Stopped
+                ready = self._ready
+                if ready:
+                    n = len(ready)
+                    if n <= max_n:
+                        values = list(ready)
+                        ready.clear()
+                    else:
+                        n = max_n
+                        values = [ready.popleft() for _ in range(n)]
+                    seq = self._popped
+                    self._popped += n
+                    wake, self._putters = self._putters, []
+                    break
                 if self._producers <= 0 and not self._pending:
                     raise EndOfStream
-                self._waiting_getters += 1
-                try:
-                    self._cond.wait()
-                finally:
-                    self._waiting_getters -= 1
-            if self._stopped:
-                raise Stopped
-            ready = self._ready
-            n = len(ready)
-            if n <= max_n:
-                values = list(ready)
-                ready.clear()
-            else:
-                n = max_n
-                values = [ready.popleft() for _ in range(n)]
-            seq = self._popped
-            self._popped += n
-            # Producers wait only on a full channel; wake them now there is room.
-            self._cond.notify_all()
-            return seq, values
+                waker = _my_waker()
+                self._getters.append(waker)
+            self._sleep(waker, self._getters)
+        _wake_all(wake)
+        return seq, values
+
+    def _sleep(self, waker: _Waker, waiters: list[_Waker]) -> None:
+        try:
+            waker.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C in the consumer): stop being a registered waiter.
+            # A wake-up that still arrives later only makes one future wait return
+            # early, and every wait re-checks its condition.
+            with self._lock:
+                if waker in waiters:
+                    waiters.remove(waker)
+            raise
 
     # -- either side -----------------------------------------------------------------
 
+    def cut(self, seq: int) -> None:
+        """Deliver only what producer inputs before ``seq`` produce, then end the stream.
+
+        Used when input ``seq`` failed: outputs of earlier inputs still reach the
+        consumer (in order), then the error.  An unordered channel has no
+        "earlier", so it accepts nothing more at all.
+        """
+        with self._lock:
+            self._cutoff = seq if self._cutoff is None else min(seq, self._cutoff)
+            for start in [s for s in self._pending if s >= self._cutoff]:
+                self._pending_items -= len(self._pending.pop(start)[1])
+            wake = self._putters + self._getters
+            self._getters, self._putters = [], []
+        _wake_all(wake)
+
     def stop(self) -> None:
         """Wake every waiter; from now on ``put`` and ``get`` raise ``Stopped``."""
-        with self._cond:
+        with self._lock:
             self._stopped = True
             self._ready.clear()
             self._pending.clear()
             self._pending_items = 0
-            self._cond.notify_all()
+            wake = self._getters + self._putters
+            self._getters, self._putters = [], []
+        _wake_all(wake)
 
     @property
     def waiting_getters(self) -> bool:
         """True when a consumer is blocked waiting: a hint to flush now, read unlocked."""
         # A stale read only delays or hastens one flush; it never loses an item.
-        return self._waiting_getters > 0
+        return bool(self._getters)
 
     def occupancy(self) -> int:
         """Items held right now (ready plus waiting for reordering)."""
-        with self._cond:
+        with self._lock:
             return len(self._ready) + self._pending_items

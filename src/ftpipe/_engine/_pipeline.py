@@ -49,6 +49,7 @@ class _Run:
         self.stop_future: Future[None] = Future()
         self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
         self._error: BaseException | None = None
+        self._error_at: tuple[int, int] | None = None  # (stage index, input seq)
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._live = 0
@@ -70,7 +71,7 @@ class _Run:
                 config.sink_buffer_size if last else cfg.buffer_size, ordered=cfg.ordered, producers=workers
             )
             self.channels.append(outbox)
-            self.stages.append(StageRuntime(cfg, inbox, outbox, self, self._executor_for(cfg)))
+            self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
             inbox = outbox
         self.sink = inbox
         self.source_counters: WorkerCounters | None = None
@@ -90,12 +91,36 @@ class _Run:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def fail(self, exc: BaseException) -> None:
-        """Record the first error and stop everything."""
+    def fail(
+        self, exc: BaseException, note: str | None = None, *, stage: int | None = None, seq: int = 0
+    ) -> None:
+        """Record an error (adding ``note`` to it) and stop the pipeline.
+
+        With ``stage`` (the failing stage's index, -1 for the source) only that
+        stage and those before it stop; the failing stage's output is cut at
+        input ``seq``, so everything produced before the failure still reaches
+        the consumer, in order, and the error is raised after it.  Without
+        ``stage`` everything stops at once.
+
+        The first error wins, except that a failure at an earlier input of the
+        same stage replaces it.  Only the recorded error is annotated: several
+        workers may fail with one shared exception object (an executor failing
+        every queued call).
+        """
         with self._lock:
-            if self._error is None:
+            current = self._error_at
+            if self._error is None or (stage is not None and current is not None
+                                       and current[0] == stage and seq < current[1]):
+                if exc is not self._error and note is not None:
+                    exc.add_note(note)
                 self._error = exc
-        self.stop()
+                self._error_at = None if stage is None else (stage, seq)
+        if stage is None:
+            self.stop()
+            return
+        for channel in self.channels[: stage + 1]:
+            channel.stop()
+        self.channels[stage + 1].cut(seq)
 
     def thread(self, target: Callable[[], None], name: str) -> None:
         def body() -> None:
@@ -233,14 +258,14 @@ class Pipeline:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def __iter__(self) -> Pipeline:
+    def __iter__(self) -> PipelineIterator:
         with self._lock:
             state = self._state
         if state == "finished":
             raise RuntimeError("this pipeline already ran; pipelines run once: build a new one from the builder")
         if state == "new":
             self.start()
-        return self
+        return PipelineIterator(self)
 
     def __next__(self) -> Any:
         # deque.popleft is atomic (internally locked on free-threaded builds), so
@@ -248,7 +273,9 @@ class Pipeline:
         try:
             return self._local.popleft()
         except IndexError:
-            pass
+            return self._refill()
+
+    def _refill(self) -> Any:
         with self._consumer_lock:
             try:  # another consumer may have refilled while we waited for the lock
                 return self._local.popleft()
@@ -265,24 +292,34 @@ class Pipeline:
             try:
                 _, values = run.sink.get(run.sink.capacity)
             except EndOfStream:
-                self._finish()
+                error = run.error
+                self._finish(holding_consumer_lock=True)
+                if error is not None:
+                    raise error from None
                 raise StopIteration from None
             except Stopped:
                 error = run.error
-                self._finish()
+                self._finish(holding_consumer_lock=True)
                 if error is not None:
                     raise error from None
                 raise StopIteration from None
             self._local.extend(values[1:])
             return values[0]
 
-    def _finish(self) -> None:
+    def _finish(self, *, holding_consumer_lock: bool = False) -> None:
         with self._lock:
             self._state = "finished"
             run = self._run
-        if run is not None:
-            run.stop()
+        if run is None:
+            return
+        run.stop()
+        if holding_consumer_lock:
             run.join()
+        else:
+            # A consumer blocked in sink.get() wakes up (Stopped) and leaves;
+            # taking its lock guarantees no thread is inside a channel at join.
+            with self._consumer_lock:
+                run.join()
 
     def close(self) -> None:
         """Stop the pipeline and join every thread (idempotent)."""
@@ -300,3 +337,25 @@ class Pipeline:
         if run is None:
             return PipelineStats((), 0.0, None)
         return run.stats()
+
+
+class PipelineIterator:
+    """An iterator over a running pipeline's output (``iter(pipeline)``).
+
+    Several threads may each hold one: every output item goes to exactly one of them.
+    """
+
+    __slots__ = ("_local", "_pipeline")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._local = pipeline._local
+
+    def __iter__(self) -> PipelineIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return self._local.popleft()
+        except IndexError:
+            return self._pipeline._refill()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
 from itertools import islice
 from time import perf_counter
 from typing import Any, Protocol
@@ -45,7 +45,9 @@ class Control(Protocol):
     @property
     def stopping(self) -> bool: ...
 
-    def fail(self, exc: BaseException) -> None: ...
+    def fail(
+        self, exc: BaseException, note: str | None = None, *, stage: int | None = None, seq: int = 0
+    ) -> None: ...
 
     def thread(self, target: Callable[[], None], name: str) -> None: ...
 
@@ -56,12 +58,14 @@ class StageRuntime:
     def __init__(
         self,
         config: StageConfig,
+        index: int,
         inbox: Channel,
         outbox: Channel,
         control: Control,
         executor: Executor | None,
     ) -> None:
         self.config = config
+        self.index = index
         self.inbox = inbox
         self.outbox = outbox
         self.control = control
@@ -80,24 +84,46 @@ class StageRuntime:
         """Apply the error policy to a call that failed after its retries.
 
         Raises:
-            Stopped: The policy stops the pipeline (the exception is recorded).
+            StageFailed: The policy stops the pipeline (the exception is recorded
+                and outputs of later inputs will be dropped).
         """
         counters.failures += 1
         cfg = self.config
-        if isinstance(exc, Exception) and cfg.on_error == "skip":
+        exc = as_stage_error(exc)
+        if isinstance(exc, Exception) and not isinstance(exc, BrokenExecutor) and cfg.on_error == "skip":
             with self._failure_lock:
                 self._failures += 1
                 total = self._failures
             if cfg.max_failures is None or total <= cfg.max_failures:
                 return
-            exc.add_note(
+            note = (
                 f"ftpipe: stage {cfg.name!r} had {total} failures, more than "
                 f"max_failures={cfg.max_failures}; this is the last one (input #{seq})"
             )
         else:
-            exc.add_note(f"ftpipe: raised in stage {cfg.name!r} on input #{seq}")
-        self.control.fail(exc)
-        raise Stopped
+            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq}"
+        self.control.fail(exc, note, stage=self.index, seq=seq)
+        raise StageFailed(seq)
+
+
+class StageFailed(Exception):
+    """Raised in a worker whose input failed for good: it puts what came before, then stops."""
+
+    def __init__(self, seq: int) -> None:
+        super().__init__(seq)
+        self.seq = seq
+
+
+def as_stage_error(exc: BaseException) -> BaseException:
+    """Turn a StopIteration escaping a stage function into a RuntimeError (as PEP 479 does).
+
+    Left alone it would end the consumer's ``for`` loop as if the pipeline were done.
+    """
+    if isinstance(exc, StopIteration):
+        error = RuntimeError(f"stage function raised StopIteration: {exc!r}")
+        error.__cause__ = exc
+        return error
+    return exc
 
 
 def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control) -> WorkerCounters:
@@ -137,8 +163,7 @@ def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, co
         except Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
-            exc.add_note("ftpipe: raised by the source")
-            control.fail(exc)
+            control.fail(as_stage_error(exc), "ftpipe: raised by the source", stage=-1)
         finally:
             outbox.producer_done()
 
@@ -207,13 +232,20 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
             base = len(out)
             try:
                 out.extend(map(fn, items[pos:] if pos else items))
-                return
+                failure: BaseException | None = None
             except BaseException as exc:  # noqa: BLE001 - the policy decides
-                i = pos + len(out) - base
-                result = retry(items[i], seq0 + i, exc)
-                if result is not _SKIPPED:
-                    out.append(result)
-                pos = i + 1
+                failure = exc
+            i = pos + len(out) - base
+            if failure is None:
+                if i == len(items):
+                    return
+                # map() ended early: fn raised StopIteration, which extend() took
+                # for the end of the batch.
+                failure = RuntimeError("stage function raised StopIteration")
+            result = retry(items[i], seq0 + i, failure)
+            if result is not _SKIPPED:
+                out.append(result)
+            pos = i + 1
 
     def retry(item: Any, seq: int, exc: BaseException) -> Any:
         """Retry a failed call; return its result or None once the policy dropped it."""
@@ -229,7 +261,7 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
         return _SKIPPED
 
     def run() -> None:
-        batch = 1 if cfg.concurrency > 1 else max_batch
+        batch = 1  # grows while calls are cheap; a slow stage keeps one item per hand-off
         try:
             while True:
                 t0 = perf_counter()
@@ -243,45 +275,54 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                 out: list[Any] = []
                 done = seq0  # inputs [seq0, done) are already put
                 blocked = 0.0
-                if not generator:
-                    _call_all(items, seq0, out)
-                for i, item in enumerate(items if generator else ()):
-                    seq = seq0 + i
-                    if not stream:
-                        result = call(item, seq)
-                        if result is not None:
-                            out.extend(result)
-                        continue
-                    mark = len(out)
-                    try:
-                        produced = iter(fn(item))
-                        while True:
-                            room = outbox.capacity - len(out)
-                            if room <= 0:
-                                # A generator yielding more than fits: hand over what
-                                # is ready so memory stays bounded.
-                                tb = perf_counter()
-                                if seq > done:
-                                    outbox.put(done, seq, out[:mark])
-                                outbox.put(seq, seq, out[mark:], final=False)
-                                counters.items_out += len(out)
-                                out, mark, done = [], 0, seq
-                                blocked += perf_counter() - tb
-                                continue
-                            before = len(out)
-                            out.extend(islice(produced, room))
-                            if len(out) - before < room:
-                                break
-                    except BaseException as exc:  # noqa: BLE001 - the policy decides
-                        stage.failed(exc, seq, counters)
+                try:
+                    if not generator:
+                        _call_all(items, seq0, out)
+                    for i, item in enumerate(items if generator else ()):
+                        seq = seq0 + i
+                        if not stream:
+                            result = call(item, seq)
+                            if result is not None:
+                                out.extend(result)
+                            continue
+                        mark = len(out)
+                        try:
+                            produced = iter(fn(item))
+                            while True:
+                                room = outbox.capacity - len(out)
+                                if room <= 0:
+                                    # A generator yielding more than fits: hand over what
+                                    # is ready so memory stays bounded.
+                                    tb = perf_counter()
+                                    if seq > done:
+                                        outbox.put(done, seq, out[:mark])
+                                    outbox.put(seq, seq, out[mark:], final=False)
+                                    counters.items_out += len(out)
+                                    out, mark, done = [], 0, seq
+                                    blocked += perf_counter() - tb
+                                    continue
+                                before = len(out)
+                                out.extend(islice(produced, room))
+                                if len(out) - before < room:
+                                    break
+                        except BaseException as exc:  # noqa: BLE001 - the policy decides
+                            # A skipped input contributes nothing, except what was
+                            # already handed downstream because it did not fit.
+                            del out[mark:]
+                            stage.failed(exc, seq, counters)
+                except StageFailed as failure:
+                    # Outputs of the inputs before the failure still go downstream.
+                    outbox.put(done, failure.seq, out)
+                    counters.items_out += len(out)
+                    return
                 t2 = perf_counter()
                 counters.busy += t2 - t1 - blocked
                 outbox.put(done, seq0 + len(items), out)
                 counters.items_out += len(out)
                 counters.blocked += perf_counter() - t2 + blocked
-                if cfg.concurrency > 1:
-                    per_item = (t2 - t1 - blocked) / len(items)
-                    batch = max(1, min(max_batch, int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch))
+                per_item = (t2 - t1 - blocked) / len(items)
+                fit = int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch
+                batch = max(1, min(max_batch, 2 * batch, fit))
         except Stopped:
             pass
         except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
@@ -306,7 +347,11 @@ def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
 
     def call(item: Any, seq: int) -> list[Any] | None:
         for attempt in range(cfg.retries + 1):
-            future = executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
+            try:
+                future = executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
+            except Exception as exc:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
+                control.fail(exc, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq}")
+                raise Stopped from None
             done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
             if future not in done:
                 future.cancel()
@@ -339,7 +384,7 @@ def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
                 outbox.put(seq, seq + 1, out)
                 counters.items_out += len(out)
                 counters.blocked += perf_counter() - t2
-        except Stopped:
+        except (Stopped, StageFailed):
             pass
         except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
             control.fail(exc)

@@ -71,7 +71,8 @@ class Curve:
     """One interpreter configuration's measurements (or why there are none).
 
     Attributes:
-        label: ``"3.13t gil=0"``, ``"3.13t gil=1"``, ``"3.13 GIL build"``, ``"in-process"``.
+        label: ``"3.13t"`` (GIL off by default), ``"3.13t gil=1"``, ``"3.13t gil=0 forced"``,
+            ``"3.13 GIL build"``, ``"in-process 3.13t GIL off"``.
         role: ``"no-gil"``, ``"gil"`` (same free-threaded binary, GIL forced on) or
             ``"gil-build"`` (a stock build); ``"in-process"`` for a sweep in this process.
         executable: The interpreter binary.

@@ -28,9 +28,19 @@ from typing import Any
 from .._engine._config import FnKind, classify_fn
 from .._runtime import usable_cores
 
-__all__ = ["SweepSettings", "default_levels", "make_caller", "settings_for", "sweep"]
+__all__ = [
+    "PROGRESS",
+    "CallFailed",
+    "SweepSettings",
+    "default_levels",
+    "make_caller",
+    "settings_for",
+    "sweep",
+]
 
 Caller = Callable[[], tuple[Callable[[Any], Any], Callable[[], None]]]
+
+PROGRESS = "ftpipe-progress: "  # prefix of the progress lines a probe writes to stderr
 
 # Rounds where other processes used more than this many cores are re-measured.
 _NOISY_NEIGHBOUR = 0.5
@@ -175,7 +185,9 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
             close()
         counts[i] = count
 
-    threads = [threading.Thread(target=worker, args=(i,), name=f"ftpipe-probe-{i}") for i in range(c)]
+    threads = [
+        threading.Thread(target=worker, args=(i,), name=f"ftpipe-probe-{i}") for i in range(c)
+    ]
     for t in threads:
         t.start()
     jiffies0 = _cpu_jiffies()
@@ -258,10 +270,17 @@ def sweep(
         for c in order:
             samples[c].append(_measure(caller, inputs, c, window))
         if progress:
-            progress(f"round {r + 1}: " + ", ".join(
-                f"c={c} {samples[c][-1].items / samples[c][-1].wall:.0f}/s" for c in settings.levels))
+            progress(
+                f"round {r + 1}: "
+                + ", ".join(
+                    f"c={c} {samples[c][-1].items / samples[c][-1].wall:.0f}/s"
+                    for c in settings.levels
+                )
+            )
         quiet = min(sum(s.neighbour < _NOISY_NEIGHBOUR for s in v) for v in samples.values())
-        stable = all(_spread([s.items / s.wall for s in v]) <= settings.tolerance for v in samples.values())
+        stable = all(
+            _spread([s.items / s.wall for s in v]) <= settings.tolerance for v in samples.values()
+        )
         elapsed = time.perf_counter() - started
         per_round = elapsed / (r + 1.2)
         if r + 1 >= settings.min_rounds and quiet >= settings.min_rounds and stable:

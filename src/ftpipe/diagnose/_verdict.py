@@ -74,8 +74,18 @@ def shape(curve: Curve, cores: int) -> Shape | None:
         kind = "serialized"
     else:
         kind = "starved"
-    return Shape(kind, at.concurrency, speedup, eff, growth, one.cores_busy, at.cores_busy, idle,
-                 top.items_per_s / one.items_per_s, top.concurrency)
+    return Shape(
+        kind,
+        at.concurrency,
+        speedup,
+        eff,
+        growth,
+        one.cores_busy,
+        at.cores_busy,
+        idle,
+        top.items_per_s / one.items_per_s,
+        top.concurrency,
+    )
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,11 @@ def _combine(n: Shape | None, g: Shape | None) -> tuple[Verdict, str]:
             "linear": (Verdict.SCALES, ""),
             "internal": (Verdict.INTERNALLY_PARALLEL, ""),
             "contended": (Verdict.COMPUTE_CONTENTION, ""),
-            "serialized": (Verdict.INCONCLUSIVE, "flat with the GIL and CPU per item steady: the GIL "
-                           "or a lock, and only a run without the GIL can tell which"),
+            "serialized": (
+                Verdict.INCONCLUSIVE,
+                "flat with the GIL and CPU per item steady: the GIL "
+                "or a lock, and only a run without the GIL can tell which",
+            ),
             "starved": (Verdict.INCONCLUSIVE, "other processes kept the cores busy"),
         }[g.kind]
     if n.kind == "starved" or (g is not None and g.kind == "starved" and n.kind == "linear"):
@@ -163,24 +176,36 @@ def _combine(n: Shape | None, g: Shape | None) -> tuple[Verdict, str]:
 
 
 def decide(
-    curves: Sequence[Curve], *, cores: int, here_free_threaded: bool, here_gil_off: bool,
-    subinterpreters: bool, missing: str = "",
+    curves: Sequence[Curve],
+    *,
+    cores: int,
+    here_free_threaded: bool,
+    here_gil_off: bool,
+    subinterpreters: bool,
+    missing: str = "",
 ) -> Decision:
     """Attribute the curves to a cause and advise a concurrency and an executor."""
     usable = [c for c in curves if c.ok]
-    no_gil = next((c for c in usable if c.role in ("no-gil", "in-process") and not c.gil_enabled), None)
+    no_gil = next(
+        (c for c in usable if c.role in ("no-gil", "in-process") and not c.gil_enabled), None
+    )
     gil = next((c for c in usable if c.role == "gil"), None) or next(
-        (c for c in usable if c.role in ("gil-build", "in-process") and c.gil_enabled), None)
+        (c for c in usable if c.role in ("gil-build", "in-process") and c.gil_enabled), None
+    )
     notes: list[str] = []
     for c in curves:
         if not c.ok:
             notes.append(f"{c.label}: no measurement ({c.status}: {c.message})")
         elif any(p.spread > 0.35 for p in c.points):
-            notes.append(f"{c.label}: figures varied by more than 35% between rounds (machine busy?)")
+            notes.append(
+                f"{c.label}: figures varied by more than 35% between rounds (machine busy?)"
+            )
     reenabled = sorted({m for c in curves for m in c.gil_reenabled_by})
     if reenabled:
-        notes.append("importing " + ", ".join(reenabled) + " re-enabled the GIL on the free-threaded "
-                     "build, so that probe ran with the GIL on")
+        notes.append(
+            "importing " + ", ".join(reenabled) + " re-enabled the GIL on the free-threaded "
+            "build, so that probe ran with the GIL on"
+        )
     if cores < 2:
         verdict, reason = Verdict.INCONCLUSIVE, "only one usable core: scaling cannot be measured"
         n_shape = g_shape = None
@@ -188,15 +213,22 @@ def decide(
         n_shape = shape(no_gil, cores) if no_gil else None
         g_shape = shape(gil, cores) if gil else None
         verdict, reason = _combine(n_shape, g_shape)
-    limited = no_gil is None and verdict in (Verdict.INCONCLUSIVE, Verdict.SCALES, Verdict.COMPUTE_CONTENTION)
+    # Without both sides of the GIL comparison a verdict rests on one curve: say so.
+    limited = no_gil is None or gil is None
     if no_gil is None and not missing:
         missing = "a free-threaded interpreter where the function imports and runs with the GIL off"
+        failed = next((c for c in curves if c.free_threaded and not c.ok), None)
+        if failed is not None:
+            missing += f" ({failed.label}: {failed.status}: {failed.message})"
+    elif gil is None and not missing:
+        missing = "a run with the GIL on (the function failed to load in every GIL configuration)"
     parts = [_describe(c, s) for c, s in ((no_gil, n_shape), (gil, g_shape)) if c and s]
     stock = next((c for c in usable if c.role == "gil-build" and c is not gil), None)
     ref = no_gil or gil
     if stock and ref and ref is not stock:
-        tax = stock.points[0].items_per_s / ref.points[0].items_per_s
-        parts.append(f"one thread on {stock.label} ran {tax:.2f}x as fast as on {ref.label}")
+        # CPU per item, not throughput: it does not depend on what else the machine ran.
+        tax = ref.points[0].cpu_s_per_item / stock.points[0].cpu_s_per_item
+        parts.append(f"one call took {tax:.2f}x the CPU time on {ref.label} as on {stock.label}")
     text = "; ".join(parts) + "." if parts else ""
     if verdict is Verdict.INCONCLUSIVE:
         text += f" Inconclusive: {reason}."
@@ -204,9 +236,16 @@ def decide(
             text += " Rerun on a quieter machine or with longer measurements (not --quick)."
     else:
         text += " " + _MEANING[verdict]
-    if verdict is Verdict.SCALES and n_shape and n_shape.max_level > cores and n_shape.max_speedup > cores:
-        text += (f" It kept scaling past the core count ({n_shape.max_speedup:.1f}x at "
-                 f"{n_shape.max_level} threads): it mostly waits, so more threads than cores help.")
+    if (
+        verdict is Verdict.SCALES
+        and n_shape
+        and n_shape.max_level > cores
+        and n_shape.max_speedup > cores
+    ):
+        text += (
+            f" It kept scaling past the core count ({n_shape.max_speedup:.1f}x at "
+            f"{n_shape.max_level} threads): it mostly waits, so more threads than cores help."
+        )
     if limited:
         text += f" Limited verdict: missing {missing}; tools/find-pythons.sh builds or finds one."
     if reenabled:
@@ -223,7 +262,17 @@ def decide(
     else:
         here = no_gil if (here_free_threaded and here_gil_off) else (gil or no_gil)
         best = _best(here)
-    text += f" Recommended: concurrency {best} with the {here_exec} executor here"
-    text += "." if here_exec == ft_exec else f" ({ft_exec} on a free-threaded build)."
-    return Decision(verdict, text.strip(), best, ExecutorAdvice(here_exec, ft_exec), limited,
-                    missing if limited else "", tuple(notes))
+    if verdict is Verdict.INCONCLUSIVE:
+        text += f" Best measured: concurrency {best} (not a recommendation: the figures are not conclusive)."
+    else:
+        text += f" Recommended: concurrency {best} with the {here_exec} executor here"
+        text += "." if here_exec == ft_exec else f" ({ft_exec} on a free-threaded build)."
+    return Decision(
+        verdict,
+        text.strip(),
+        best,
+        ExecutorAdvice(here_exec, ft_exec),
+        limited,
+        missing if limited else "",
+        tuple(notes),
+    )

@@ -256,10 +256,13 @@ def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
             _break(state, broken)
             return
         while True:
-            # Offer this worker to submit(): a token per idle worker, so submit()
-            # starts a new worker only when none is waiting (as ThreadPoolExecutor).
-            state.idle.release()
-            item = state.queue.get()
+            try:
+                item = state.queue.get_nowait()
+            except Empty:
+                # About to wait: offer this worker to submit(), which starts a new
+                # worker only when no token is left (as ThreadPoolExecutor does).
+                state.idle.release()
+                item = state.queue.get()
             if item is None:
                 state.queue.put(None)  # wake the next worker too
                 return

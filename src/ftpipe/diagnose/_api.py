@@ -1,0 +1,230 @@
+"""``diagnose(fn, inputs)``: measure a function under each interpreter configuration and explain it."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from .._runtime import gil_enabled, is_free_threaded, runtime_info, usable_cores
+from ._configs import Configuration, forced_off, plan, run_probe
+from ._model import Curve, Diagnosis, Point
+from ._sweep import CallFailed, settings_for, sweep
+from ._verdict import decide
+
+__all__ = ["address", "diagnose"]
+
+
+def _label() -> str:
+    v = ".".join(map(str, sys.version_info[:2]))
+    return v + ("t" if is_free_threaded() else "")
+
+
+def address(fn: Callable[..., Any]) -> tuple[str, str | None, str]:
+    """Return ``(module:qualname, script path or None, "")``, or ``("", None, why not)``.
+
+    A probe in another interpreter can only find functions importable by name:
+    lambdas, closures, partials and objects whose name leads elsewhere are not.
+    """
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        return "", None, f"{type(fn).__name__} objects have no module and qualified name"
+    if "<lambda>" in qualname:
+        return "", None, "it is a lambda"
+    if "<locals>" in qualname:
+        return "", None, "it is defined inside another function (a closure)"
+    obj: Any = sys.modules.get(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    if obj is not fn:
+        return "", None, f"{module}:{qualname} does not lead back to the same object"
+    main_path = None
+    if module == "__main__":
+        main_path = getattr(sys.modules["__main__"], "__file__", None)
+        if not main_path:
+            return "", None, "it is defined in an interactive __main__ with no script file"
+        main_path = os.path.abspath(main_path)
+    return f"{module}:{qualname}", main_path, ""
+
+
+def _in_process(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    settings: Any,
+    progress: Callable[[str], None] | None,
+) -> Curve:
+    started = time.perf_counter()
+    label = f"in-process {_label()} GIL {'on' if gil_enabled() else 'off'}"
+    curve = Curve(
+        label,
+        "in-process",
+        sys.executable,
+        ".".join(map(str, sys.version_info[:3])),
+        is_free_threaded(),
+        gil_enabled(),
+    )
+    try:
+        raw = sweep(
+            fn, items, settings, (lambda s: progress(f"{label}: {s}")) if progress else None
+        )
+    except CallFailed as exc:
+        return replace(
+            curve, status="error", message=str(exc), seconds=time.perf_counter() - started
+        )
+    return replace(
+        curve,
+        points=tuple(Point.from_dict(p) for p in raw),
+        seconds=time.perf_counter() - started,
+        uses_numpy="numpy" in sys.modules or "torch" in sys.modules,
+    )
+
+
+def diagnose(
+    fn: Callable[..., Any],
+    inputs: Iterable[Any],
+    *,
+    concurrency: Sequence[int] | None = None,
+    configurations: str | Sequence[Configuration] = "auto",
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+    stage: str = "",
+) -> Diagnosis:
+    """Tell why ``fn`` does (not) scale with threads, and what concurrency / executor to give it.
+
+    Runs ``fn`` over the cached ``inputs`` at concurrency 1, 2, 4, ... (past the core
+    count) with plain threads, in a fresh subprocess per interpreter configuration
+    (this free-threaded binary as it starts (GIL off) and with ``-X gil=1``, a stock GIL build
+    when found), and compares the curves.
+
+    Args:
+        fn: A function importable by module and qualified name (anything else, such as
+            a lambda or closure, is measured in this process only, and the result says so).
+        inputs: Items to call ``fn`` on (cycled through; a few dozen is plenty).
+        concurrency: Levels to try (default 1, 2, 4, ... up to twice the usable cores).
+        configurations: ``"auto"``, ``"in-process"`` (this process only) or explicit
+            :class:`~ftpipe.diagnose.Configuration` objects.
+        quick: Shorter measurements (about 15 s in all instead of up to 60 s).
+        progress: Called with one line per measurement round.
+        stage: A pipeline stage name to carry into reports.
+
+    Returns:
+        The :class:`Diagnosis`.
+
+    Raises:
+        TypeError: ``fn`` is not callable.
+        ValueError: ``inputs`` is empty or a concurrency level is not a positive int.
+    """
+    started = time.perf_counter()
+    if not callable(fn):
+        raise TypeError(f"diagnose() needs a callable, got {type(fn).__name__} {fn!r:.80}")
+    items = list(inputs)
+    if not items:
+        raise ValueError("diagnose() needs at least one input item; got an empty iterable")
+    if concurrency is not None and any(
+        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in concurrency
+    ):
+        raise ValueError(f"concurrency levels must be positive ints, got {list(concurrency)!r}")
+    levels = sorted(set(concurrency or ())) or None
+    if levels is not None and 1 not in levels:
+        levels = [1, *levels]  # every speedup is relative to one thread
+    settings = settings_for(levels, quick=quick)
+    target, main_path, why = address(fn)
+    notes: list[str] = []
+    missing = ""
+    curves: list[Curve] = []
+    if configurations == "in-process" or not target:
+        if not target:
+            notes.append(
+                f"measured in this process only: {why}, so other interpreters cannot import it"
+            )
+            missing = f"a function importable by module and name ({why}); move it to module level"
+        else:
+            missing = "other interpreter configurations (configurations='in-process' was asked for)"
+        curves.append(_in_process(fn, items, settings, progress))
+    else:
+        configs: tuple[Configuration, ...] = ()
+        if isinstance(configurations, str):
+            if configurations != "auto":
+                raise ValueError(
+                    f"configurations must be 'auto', 'in-process' or Configuration "
+                    f"objects, got {configurations!r}"
+                )
+            configs, missing = plan()
+        else:
+            configs = tuple(configurations)
+        with tempfile.TemporaryDirectory(prefix="ftpipe-diagnose-") as tmp:
+            inputs_path = os.path.join(tmp, "inputs.pkl")
+            try:
+                with open(inputs_path, "wb") as f:
+                    pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # noqa: BLE001 - any pickling failure means in-process only
+                notes.append(f"measured in this process only: the inputs cannot be pickled ({exc})")
+                missing = "inputs that can be pickled"
+                configs = ()
+                curves.append(_in_process(fn, items, settings, progress))
+            for config in configs:
+                curve = run_probe(
+                    config,
+                    target,
+                    inputs_path,
+                    settings,
+                    main_path=main_path,
+                    timeout=settings.budget_s + 25,
+                    progress=progress,
+                )
+                curves.append(curve)
+                if config.role == "no-gil" and config.gil is None and curve.gil_enabled:
+                    # An import turned the GIL back on: report it, and still measure the
+                    # code itself without the GIL (at the extension's risk, as CPython says).
+                    notes.append(
+                        f"{curve.label}: the GIL came back on; measured again with -X gil=0"
+                    )
+                    curves.append(
+                        run_probe(
+                            forced_off(config),
+                            target,
+                            inputs_path,
+                            settings,
+                            main_path=main_path,
+                            timeout=settings.budget_s + 25,
+                            progress=progress,
+                        )
+                    )
+        if curves and all(c.status in ("import-error", "input-error") for c in curves):
+            # Nowhere else could load it: this process still can, which beats no answer.
+            notes.append(
+                "no other interpreter could load the function or its inputs "
+                f"({curves[0].message}); measured in this process as well"
+            )
+            curves.append(_in_process(fn, items, settings, progress))
+    decision = decide(
+        curves,
+        cores=usable_cores(),
+        here_free_threaded=is_free_threaded(),
+        here_gil_off=not gil_enabled(),
+        subinterpreters=runtime_info(find_others=False).subinterpreters,
+        missing=missing,
+    )
+    name = target or repr(fn)
+    return Diagnosis(
+        function=name,
+        stage=stage,
+        verdict=decision.verdict,
+        explanation=decision.explanation,
+        curves=tuple(curves),
+        best_concurrency=decision.best_concurrency,
+        recommended_executor=decision.advice,
+        gil_reenabled_by=tuple(sorted({m for c in curves for m in c.gil_reenabled_by})),
+        limited=decision.limited,
+        missing=decision.missing,
+        notes=tuple(notes) + decision.notes,
+        usable_cores=usable_cores(),
+        seconds=time.perf_counter() - started,
+        interpreter=_label(),
+    )

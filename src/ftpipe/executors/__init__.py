@@ -1,0 +1,29 @@
+"""Executors for pipeline stages, all ``concurrent.futures.Executor``s with one constructor.
+
+``ThreadExecutor`` (threads), ``InterpreterExecutor`` (one isolated
+subinterpreter per worker), ``ProcessExecutor`` (persistent worker processes,
+numpy buffers through shared memory), and ``run_in_subprocess`` (a whole
+pipeline in one child process).  Importing this package registers the
+``"process"`` and ``"interpreter"`` kinds with the engine.
+"""
+
+from ._interpreter import InterpreterExecutor, subinterpreters_available
+from ._kinds import register_kinds
+from ._pool import BrokenWorkerError, ThreadExecutor, WorkerPool
+from ._process import ProcessExecutor
+from ._remote import RemoteTraceback
+from ._subprocess import SubprocessPipeline, run_in_subprocess
+
+register_kinds()
+
+__all__ = [
+    "BrokenWorkerError",
+    "InterpreterExecutor",
+    "ProcessExecutor",
+    "RemoteTraceback",
+    "SubprocessPipeline",
+    "ThreadExecutor",
+    "WorkerPool",
+    "run_in_subprocess",
+    "subinterpreters_available",
+]

@@ -1,0 +1,38 @@
+"""Register ``"process"`` and ``"interpreter"`` with the engine's executor seam."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any
+
+from .._engine import ExecutorKind, register_executor_kind
+from ._callables import check_importable, check_picklable
+from ._interpreter import InterpreterExecutor, subinterpreters_available, unavailable_reason
+from ._process import ProcessExecutor
+
+__all__ = ["register_kinds"]
+
+
+def _create_process(max_workers: int, stage: str) -> Executor:
+    return ProcessExecutor(max_workers, name=stage)
+
+
+def _check_process(fn: Callable[..., Any], stage: str) -> None:
+    check_picklable(fn, stage, target="a worker process")
+
+
+def _create_interpreter(max_workers: int, stage: str) -> Executor:
+    return InterpreterExecutor(max_workers, name=stage)
+
+
+def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
+    if not subinterpreters_available():
+        raise ValueError(f"stage {stage!r}: executor='interpreter' is unavailable: {unavailable_reason()}")
+    check_importable(fn, stage)
+
+
+def register_kinds() -> None:
+    """Make ``pipe(..., executor="process" | "interpreter")`` work."""
+    register_executor_kind(ExecutorKind("process", _create_process, _check_process))
+    register_executor_kind(ExecutorKind("interpreter", _create_interpreter, _check_interpreter))

@@ -1,0 +1,244 @@
+"""``ProcessExecutor``: each worker thread owns one persistent child process.
+
+Data flow of one call (one call in flight per worker, so a worker needs no
+bookkeeping of its own)::
+
+    caller thread                  worker thread i                         child process i
+    submit(fn, x) --work queue-->  Endpoint.dumps((fn, args, kwargs))
+                                     | large buffers: memcpy -> <prefix>p<n> (reused segment)
+                                     +--- pipe: small pickle naming segments ----> loads: cached mmap,
+                                                                                   arrays view it
+                                                                                   out = fn(*args)
+                                                                                   dumps(out): memcpy -> <prefix>c<n>
+                                   loads: cached mmap  <--- pipe: reply + "released: ..." --+
+    future.result() <------------- result arrays view the segment (no copy); when they die,
+                                   the next request tells the child it may reuse it
+
+Failure paths:
+
+- ``fn`` raises: the exception is pickled back with its formatted traceback
+  (set as ``__cause__``, like ``ProcessPoolExecutor``) and fails that call only.
+- The child dies (signal, ``os._exit``, OOM killer): its end of the pipe closes,
+  the worker thread's ``recv`` wakes at once with EOF, reaps the child and
+  raises ``BrokenWorkerError`` naming the executor and the exit code / signal.
+  The pool then fails every queued call and refuses new ones.
+- Whatever happens, the worker thread reaps its child and unlinks every
+  segment with its prefix that nobody attached (``_shm.sweep``).
+
+Workers start with ``forkserver`` (Linux) or ``spawn``, never ``fork``: forking a
+process with threads can copy a lock held by another thread.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import _shm
+from ._pool import BrokenWorkerError, WorkerContext, WorkerPool
+from ._remote import unpack_exception
+
+__all__ = ["ProcessExecutor", "default_start_method", "describe_exit"]
+
+# Process.start() touches multiprocessing's module-level bookkeeping (the set of
+# children, the forkserver connection); worker threads start children at once.
+_start_lock = threading.Lock()
+_REAP_TIMEOUT = 2.0
+
+
+def default_start_method() -> str:
+    """``forkserver`` where the platform has it, else ``spawn``."""
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def describe_exit(exitcode: int | None) -> str:
+    """Say how a process ended: ``killed by signal SIGKILL (exit code -9)`` or ``exited with code 3``."""
+    if exitcode is None:
+        return "stopped responding"
+    if exitcode < 0:
+        try:
+            sig = signal.Signals(-exitcode).name
+        except ValueError:
+            sig = f"signal {-exitcode}"
+        return f"was killed by signal {sig} (exit code {exitcode})"
+    return f"exited with code {exitcode}"
+
+
+def reap(proc: Any, timeout: float = _REAP_TIMEOUT) -> int | None:
+    """Join ``proc``; terminate, then kill it if it does not exit in time.  Return its exit code."""
+    proc.join(timeout)
+    if proc.exitcode is None:
+        proc.terminate()
+        proc.join(timeout)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+    return proc.exitcode  # type: ignore[no-any-return]
+
+
+class ProcessContext:
+    """A worker context that runs each call in the worker thread's own child process."""
+
+    def __init__(
+        self,
+        name: str,
+        prefix: str,
+        start_method: str,
+        initializer: Callable[..., Any] | None,
+        initargs: tuple[Any, ...],
+    ) -> None:
+        self._name = name
+        self._prefix = prefix
+        self._start_method = start_method
+        self._init = (initializer, initargs)
+        self._endpoint = _shm.Endpoint(f"{prefix}p")
+        self._proc: Any = None
+        self._conn: Connection | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id once started."""
+        return None if self._proc is None else self._proc.pid
+
+    def initialize(self) -> None:
+        from ._process_child import worker_main
+
+        ctx = multiprocessing.get_context(self._start_method)
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        self._conn = parent_end
+        self._proc = ctx.Process(
+            target=worker_main,
+            args=(child_end, self._prefix, pickle.dumps(self._init, protocol=5)),
+            name=f"ftpipe:{self._name}",
+        )
+        with _start_lock:
+            self._proc.start()
+        # Our copy of the child's end must close, or EOF would never reach us when it dies.
+        child_end.close()
+        ok, value, tb = self._receive("while starting")
+        if not ok:
+            raise unpack_exception(value, tb, "process", self._name)
+
+    def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            message = self._endpoint.dumps((fn, args, kwargs))
+        except Exception as exc:
+            raise TypeError(
+                f"process executor {self._name!r}: cannot send {fn!r} and its arguments to a "
+                f"worker process: {type(exc).__name__}: {exc}"
+            ) from exc
+        assert self._conn is not None
+        try:
+            self._conn.send_bytes(message)
+        except OSError as exc:  # the child died while idle
+            raise self._broken(f"before running {_label(fn)}") from exc
+        del message
+        ok, value, tb = self._receive(f"while running {_label(fn)}")
+        if ok:
+            return value
+        raise unpack_exception(value, tb, "process", self._name)
+
+    def _receive(self, doing: str) -> tuple[Any, Any, str]:
+        assert self._conn is not None
+        try:
+            reply = self._conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            raise self._broken(doing) from exc
+        return self._endpoint.loads(reply)  # type: ignore[no-any-return]
+
+    def _broken(self, doing: str) -> BrokenWorkerError:
+        code = reap(self._proc)
+        return BrokenWorkerError(
+            f"process executor {self._name!r}: worker process {self._proc.pid} "
+            f"{describe_exit(code)} {doing}",
+            name=self._name,
+            exitcode=code,
+        )
+
+    def finalize(self) -> None:
+        if self._proc is not None and self._proc.exitcode is None and self._conn is not None:
+            try:
+                self._conn.send_bytes(b"")  # please stop
+            except OSError:
+                pass
+        if self._proc is not None and self._proc.pid is not None:  # it was started
+            reap(self._proc)
+            self._proc.close()
+        if self._conn is not None:
+            self._conn.close()
+        # Both sides' segments: live views keep their mappings, names must go.
+        self._endpoint.close()
+        _shm.sweep(self._prefix)
+
+
+def _label(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+class ProcessExecutor(WorkerPool):
+    """Run calls in persistent worker processes; numpy buffers travel through shared memory.
+
+    Args:
+        max_workers: Worker processes (default: usable cores).
+        initializer: Called once in every worker process before its first call.
+        initargs: Arguments for ``initializer``.
+        name: Names threads, processes and errors (the engine passes the stage name).
+        start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
+
+    Raises:
+        ValueError: ``start_method`` is ``"fork"`` or unknown.
+    """
+
+    _kind = "process"
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
+        name: str | None = None,
+        start_method: str | None = None,
+    ) -> None:
+        method = start_method or default_start_method()
+        if method not in ("forkserver", "spawn") or method not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f"start_method must be 'forkserver' or 'spawn' (available here: "
+                f"{[m for m in multiprocessing.get_all_start_methods() if m != 'fork']}), got "
+                f"{start_method!r}; 'fork' is refused because forking a process with threads "
+                "can copy a lock held by another thread"
+            )
+        super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
+        self._start_method = method
+        self._prefix = _shm.new_prefix()
+        self._contexts: list[ProcessContext] = []
+
+    @property
+    def shm_prefix(self) -> str:
+        """The name prefix of this executor's shared-memory segments under ``/dev/shm``."""
+        return self._prefix
+
+    def _make_context(self) -> WorkerContext:
+        ctx = ProcessContext(
+            self._name,
+            f"{self._prefix}{len(self._contexts)}-",
+            self._start_method,
+            self._initializer,
+            self._initargs,
+        )
+        self._contexts.append(ctx)
+        return ctx
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the worker processes started so far."""
+        return [pid for pid in (c.pid for c in self._contexts) if pid is not None]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+        if wait:
+            _shm.sweep(self._prefix)

@@ -1,0 +1,218 @@
+"""Regression tests for engine bugs found by the stress suite (stress/).
+
+Each test is the smallest reproducer of one bug, named after the behaviour it
+pins down; the docstring says what went wrong and where.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import ftpipe
+
+
+def _ftpipe_notes(exc: BaseException) -> list[str]:
+    return [n for n in getattr(exc, "__notes__", []) if n.startswith("ftpipe:")]
+
+
+def _raise_stop_iteration_on_3(x: int) -> int:
+    if x == 3:
+        raise StopIteration("a user bug: next() on an exhausted iterator")
+    return x
+
+
+@pytest.mark.parametrize("executor", ["thread", "user-executor"])
+def test_stop_iteration_from_a_stage_is_an_error_not_a_silent_end(executor):
+    """A stage function raising StopIteration silently truncated the output.
+
+    Thread workers call ``out.extend(map(fn, items))`` (_workers.py, ``_call_all``):
+    a StopIteration escaping ``fn`` ends the ``map`` early, so the rest of the batch is
+    dropped without a failure.  On the executor path the StopIteration is the stage
+    error and ``Pipeline.__next__`` re-raises it, which ends the consumer's ``for``
+    loop as if the pipeline were done.  Either way items vanish silently (PEP 479
+    turns the same mistake in a generator into a RuntimeError for this reason).
+    """
+    with ThreadPoolExecutor(2) as pool:
+        b = ftpipe.PipelineBuilder().add_source(range(10)).pipe(
+            _raise_stop_iteration_on_3,
+            executor=None if executor == "thread" else pool,
+            name="stage-x",
+        )
+        got = []
+        with pytest.raises(Exception) as info, b.build() as pipeline:  # noqa: PT011
+            for x in pipeline:
+                got.append(x)
+        assert not isinstance(info.value, StopIteration)
+        assert any("stage-x" in n for n in _ftpipe_notes(info.value)), info.value
+        assert got == [0, 1, 2]
+
+
+def _yield_two_then_fail(x: int):
+    yield x
+    yield x + 100
+    if x == 1:
+        raise ValueError("fails after yielding")
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+@pytest.mark.parametrize("executor", ["thread", "user-executor"])
+def test_skip_drops_all_output_of_a_generator_that_fails_midway(retries, executor):
+    """``on_error="skip"`` kept a failing generator's partial output, on one path only.
+
+    The streaming path of thread workers (``retries == 0``, _workers.py ``run``:
+    ``out.extend(islice(produced, room))`` then ``stage.failed``) leaves the values
+    the generator yielded before raising in ``out``; the ``retries > 0`` path
+    (``list(fn(item))``) and the executor path (``_calls.collect_generator``) drop
+    them.  The same pipeline thus gives different outputs depending on ``retries``
+    and the executor.  Expected here: a skipped input contributes nothing (when its
+    output fitted in the buffer, which it does here).
+    """
+    with ThreadPoolExecutor(2) as pool:
+        b = ftpipe.PipelineBuilder().add_source(range(3)).pipe(
+            _yield_two_then_fail,
+            on_error="skip",
+            retries=retries,
+            executor=None if executor == "thread" else pool,
+        )
+        with b.build() as pipeline:
+            assert list(pipeline) == [0, 100, 2, 102]
+
+
+_ASYNC_FAILURES = """
+import asyncio, gc, ftpipe
+
+async def fail(x):
+    await asyncio.sleep(0.01)
+    raise ValueError(f"async failure {x}")
+
+pipeline = ftpipe.PipelineBuilder().add_source(range(16)).pipe(fail, concurrency=8).build()
+try:
+    with pipeline:
+        list(pipeline)
+except ValueError:
+    print("stage error surfaced")
+del pipeline
+gc.collect()  # the free-threaded build does not collect these cycles at exit by itself
+"""
+
+
+def test_failing_async_stage_leaves_no_unretrieved_task_exceptions():
+    """Several coroutines failing at once logged "Task exception was never retrieved".
+
+    _async_stage.py ``_serve``: the loop over ``done`` calls ``stage.failed`` for the
+    first failed task, which raises ``Stopped`` out of ``asyncio.run``; the other
+    finished tasks in ``done`` (and in ``running``) never have ``exception()`` read,
+    so asyncio logs each one when it is collected (in a child here, so the log lands
+    on its stderr) — noise for an error that was already reported.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _ASYNC_FAILURES], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0 and "stage error surfaced" in result.stdout, result.stderr
+    assert "never retrieved" not in result.stderr, result.stderr[:2000]
+
+
+def test_one_exception_object_gets_one_stage_note():
+    """An exception object that several calls raise got one ftpipe note per call.
+
+    ``StageRuntime.failed`` (_workers.py) calls ``exc.add_note`` before
+    ``control.fail``, and ``fail`` keeps only the first error; every worker that
+    fails concurrently with the same object still annotates it.  That happens for
+    real when an executor fails all queued calls with one ``BrokenExecutor``
+    instance (seen with executor="process" when workers cannot start: the consumer
+    got "raised in stage ... on input #1" and "... on input #0" on one exception).
+    """
+    shared = ValueError("one object, raised by every call")
+    barrier = threading.Barrier(2, timeout=5)
+
+    def fail(x: int) -> int:
+        barrier.wait()  # both workers are inside a call before either fails
+        raise shared
+
+    b = ftpipe.PipelineBuilder().add_source(range(2)).pipe(fail, concurrency=2, name="shared")
+    with pytest.raises(ValueError) as info, b.build() as pipeline:
+        list(pipeline)
+    assert info.value is shared
+    assert len(_ftpipe_notes(info.value)) == 1, info.value.__notes__
+
+
+def test_executor_that_refuses_work_reports_the_stage():
+    """An error from ``executor.submit`` itself reached the consumer without a stage note.
+
+    _workers.py ``_executor_worker``: ``executor.submit`` is outside any ``try`` that
+    applies the error policy, so its exception goes to the catch-all
+    ``control.fail(exc)`` with no note: the user sees "cannot schedule new futures
+    after shutdown" and cannot tell which stage's executor it was.
+    """
+    pool = ThreadPoolExecutor(1)
+    pool.shutdown()
+    b = ftpipe.PipelineBuilder().add_source(range(3)).pipe(str, executor=pool, name="closed-pool")
+    with pytest.raises(RuntimeError) as info, b.build() as pipeline:
+        list(pipeline)
+    assert any("closed-pool" in n for n in _ftpipe_notes(info.value)), getattr(info.value, "__notes__", None)
+
+
+def test_close_is_prompt_with_a_slow_stage_at_concurrency_1():
+    """Stopping waited for a slow stage to finish a whole batch of up to 32 items.
+
+    _workers.py ``_thread_worker.run``: at ``concurrency == 1`` the batch is
+    ``max_batch`` (half the input buffer) from the first call and never adapts (the
+    adaptation runs only ``if cfg.concurrency > 1``), and ``_call_all`` maps ``fn``
+    over the whole batch without looking at ``control.stopping``.  With 0.2 s calls,
+    ``close()`` (or Ctrl-C, or an exception in the consumer) took ~6 s instead of
+    one call's time.  Found by stress/test_faults.py (SIGINT to a child took 16 s).
+    """
+    import time
+
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        return x
+
+    pipeline = ftpipe.PipelineBuilder().add_source(range(100)).pipe(slow).build()
+    with pipeline:
+        next(iter(pipeline))
+        start = time.monotonic()
+    assert time.monotonic() - start < 1.5, f"close() took {time.monotonic() - start:.1f}s"
+
+
+def _double(x: int) -> int:
+    return 2 * x
+
+
+def test_several_consumers_of_a_small_sink_never_hang():
+    """Consumers in several threads hung with the sink full (lost wake-up).
+
+    Found by stress/test_lifecycle_stateful.py against the channel of 14:00 (one
+    counting eventfd per channel side shared by every waiter): a waiter that
+    registered, then lost the race to ``wait()`` to a later waiter, slept with its
+    registration already consumed, so no put ever woke it; the consumer slept in
+    ``Channel.get`` while four workers slept in ``Channel.put`` on a full sink.
+    Reproduced within ~10 trials of this loop on 3.13t; the per-waiter wakers of
+    14:08 fix it.  Kept so it stays fixed.
+    """
+    for _ in range(200):
+        pipeline = ftpipe.PipelineBuilder().add_source(range(40)).pipe(_double, concurrency=4).add_sink(buffer_size=2).build()
+        pipeline.start()
+        got: list[int] = []
+
+        def consume() -> None:
+            for _ in range(5):
+                try:
+                    got.append(next(pipeline))
+                except StopIteration:
+                    return
+
+        threads = [threading.Thread(target=consume) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        hung = any(t.is_alive() for t in threads)
+        pipeline.close()
+        assert not hung, f"a consumer hung after {len(got)} items"
+        assert sorted(got) == [2 * i for i in range(15)]
