@@ -67,7 +67,11 @@ def run_queue_chain(n: int) -> int:
 
 def run_thread_pool(n: int) -> int:
     with ThreadPoolExecutor(3) as pool:
-        items = pool.map(noop, pool.map(noop, pool.map(noop, range(n), chunksize=256), chunksize=256), chunksize=256)
+        items = pool.map(
+            noop,
+            pool.map(noop, pool.map(noop, range(n), chunksize=256), chunksize=256),
+            chunksize=256,
+        )
         return sum(1 for _ in items)
 
 
@@ -107,23 +111,31 @@ def measure(fn: Callable[[int], int], n: int, repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--hogs", type=int, default=0, help="busy-looping processes to run beside it")
+    parser.add_argument(
+        "--hogs", type=int, default=0, help="busy-looping processes to run beside it"
+    )
     parser.add_argument("--quick", action="store_true", help="20k items, 3 repeats")
     args = parser.parse_args(argv)
     n, repeat = (20_000, 3) if args.quick else (args.items, args.repeat)
     info = ftpipe.runtime_info(find_others=False)
-    print(f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
-          f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it")
+    print(
+        f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
+        f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it"
+    )
     hogs = [mp.get_context("spawn").Process(target=_hog, daemon=True) for _ in range(args.hogs)]
     for h in hogs:
         h.start()
     try:
         ours = measure(run_ftpipe, n, repeat)
-        rows = [("queue.Queue chain", measure(run_queue_chain, n, repeat)),
-                ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat))]
+        rows = [
+            ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
+            ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat)),
+        ]
         if spdl_available():
             spdl_n = min(n, 5_000)
             rows.append(("SPDL", measure(run_spdl, spdl_n, max(1, repeat // 2))))

@@ -27,7 +27,12 @@ def run(builder: ftpipe.PipelineBuilder) -> list:
 
 @pytest.mark.parametrize("concurrency", [1, 3, 8])
 def test_ordered_output_keeps_source_order_under_uneven_latency(concurrency):
-    b = ftpipe.PipelineBuilder().add_source(range(300)).pipe(jitter, concurrency=concurrency).pipe(str)
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(300))
+        .pipe(jitter, concurrency=concurrency)
+        .pipe(str)
+    )
     assert run(b) == [str(i) for i in range(300)]
 
 
@@ -70,7 +75,12 @@ def test_generator_yielding_more_than_buffer_streams_in_order():
     def many(x):
         yield from range(x * 100, x * 100 + 500)
 
-    b = ftpipe.PipelineBuilder().add_source(range(6)).pipe(many, concurrency=3, buffer_size=8).add_sink(buffer_size=4)
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(6))
+        .pipe(many, concurrency=3, buffer_size=8)
+        .add_sink(buffer_size=4)
+    )
     assert run(b) == [i for x in range(6) for i in range(x * 100, x * 100 + 500)]
 
 
@@ -110,7 +120,14 @@ def test_aggregate_and_disaggregate():
     assert run(b) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     b = ftpipe.PipelineBuilder().add_source(range(10)).aggregate(4, drop_last=True)
     assert run(b) == [[0, 1, 2, 3], [4, 5, 6, 7]]
-    b = ftpipe.PipelineBuilder().add_source(range(10)).aggregate(3).pipe(sum).aggregate(2).disaggregate()
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(10))
+        .aggregate(3)
+        .pipe(sum)
+        .aggregate(2)
+        .disaggregate()
+    )
     assert run(b) == [3, 12, 21, 9]
 
 
@@ -128,13 +145,16 @@ def explode_on(bad):
 
 
 def test_raise_reraises_original_exception_with_stage_note_and_traceback():
-    b = ftpipe.PipelineBuilder().add_source(range(100)).pipe(explode_on({42}), concurrency=3, name="parse")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(100))
+        .pipe(explode_on({42}), concurrency=3, name="parse")
+    )
     pipeline = b.build()
     got = []
-    with pytest.raises(Boom, match="bad item 42") as info:
-        with pipeline:
-            for x in pipeline:
-                got.append(x)
+    with pytest.raises(Boom, match="bad item 42") as info, pipeline:
+        for x in pipeline:
+            got.append(x)
     notes = info.value.__notes__
     assert any("'parse'" in n and "#42" in n for n in notes), notes
     frames = [f.name for f in traceback.extract_tb(info.value.__traceback__)]
@@ -153,7 +173,11 @@ def test_source_exception_propagates_with_note():
 
 
 def test_skip_drops_failures_and_counts_them():
-    b = ftpipe.PipelineBuilder().add_source(range(50)).pipe(explode_on({3, 17, 18}), concurrency=4, on_error="skip", name="s")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(50))
+        .pipe(explode_on({3, 17, 18}), concurrency=4, on_error="skip", name="s")
+    )
     pipeline = b.build()
     with pipeline:
         out = list(pipeline)
@@ -162,13 +186,19 @@ def test_skip_drops_failures_and_counts_them():
 
 
 def test_skip_raises_once_max_failures_exceeded():
-    b = ftpipe.PipelineBuilder().add_source(range(50)).pipe(
-        explode_on({3, 17, 18, 30}), on_error="skip", max_failures=2, name="s"
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(50))
+        .pipe(explode_on({3, 17, 18, 30}), on_error="skip", max_failures=2, name="s")
     )
     with pytest.raises(Boom, match="bad item 18") as info:
         run(b)
     assert any("max_failures=2" in n for n in info.value.__notes__)
-    b = ftpipe.PipelineBuilder().add_source(range(50)).pipe(explode_on({3, 17}), on_error="skip", max_failures=2)
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(50))
+        .pipe(explode_on({3, 17}), on_error="skip", max_failures=2)
+    )
     assert len(run(b)) == 48
 
 
@@ -183,7 +213,12 @@ def test_skip_in_generator_and_async_stages():
             raise Boom
         return x
 
-    b = ftpipe.PipelineBuilder().add_source(range(8)).pipe(gen, on_error="skip").pipe(coro, concurrency=3, on_error="skip")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(8))
+        .pipe(gen, on_error="skip")
+        .pipe(coro, concurrency=3, on_error="skip")
+    )
     assert run(b) == [0, 1, 3, 5, 6, 7]
 
 
@@ -199,12 +234,20 @@ def test_retries_then_succeed_or_fail():
             raise Boom(x)
         return x
 
-    b = ftpipe.PipelineBuilder().add_source(range(20)).pipe(flaky, concurrency=3, retries=2, name="f")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(20))
+        .pipe(flaky, concurrency=3, retries=2, name="f")
+    )
     pipeline = b.build()
     with pipeline:
         assert list(pipeline) == list(range(20))
     assert pipeline.stats()["f"].retries == 8
-    b = ftpipe.PipelineBuilder().add_source(range(20)).pipe(explode_on({7}), retries=3, on_error="skip", name="g")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(20))
+        .pipe(explode_on({7}), retries=3, on_error="skip", name="g")
+    )
     pipeline = b.build()
     with pipeline:
         assert list(pipeline) == [x for x in range(20) if x != 7]
@@ -213,7 +256,11 @@ def test_retries_then_succeed_or_fail():
 
 def test_user_executor_runs_stage_and_is_not_shut_down():
     with ThreadPoolExecutor(2) as pool:
-        b = ftpipe.PipelineBuilder().add_source(range(30)).pipe(jitter, executor=pool, concurrency=2)
+        b = (
+            ftpipe.PipelineBuilder()
+            .add_source(range(30))
+            .pipe(jitter, executor=pool, concurrency=2)
+        )
         assert run(b) == list(range(30))
         assert pool.submit(lambda: 7).result() == 7  # still usable
 
@@ -239,7 +286,12 @@ def test_backpressure_source_does_not_run_far_ahead():
             produced = i + 1
             yield i
 
-    b = ftpipe.PipelineBuilder().add_source(source()).pipe(str, buffer_size=8).add_sink(buffer_size=4)
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(source())
+        .pipe(str, buffer_size=8)
+        .add_sink(buffer_size=4)
+    )
     with b.build() as pipeline:
         it = iter(pipeline)
         next(it)
@@ -255,7 +307,12 @@ def test_stats_snapshot_names_stages_and_bottleneck():
         time.sleep(0.002)
         return x
 
-    b = ftpipe.PipelineBuilder().add_source(range(100)).pipe(str, name="fast").pipe(slow, name="slow")
+    b = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(100))
+        .pipe(str, name="fast")
+        .pipe(slow, name="slow")
+    )
     pipeline = b.build()
     with pipeline:
         out = list(pipeline)

@@ -38,10 +38,14 @@ def test_stop_iteration_from_a_stage_is_an_error_not_a_silent_end(executor):
     turns the same mistake in a generator into a RuntimeError for this reason).
     """
     with ThreadPoolExecutor(2) as pool:
-        b = ftpipe.PipelineBuilder().add_source(range(10)).pipe(
-            _raise_stop_iteration_on_3,
-            executor=None if executor == "thread" else pool,
-            name="stage-x",
+        b = (
+            ftpipe.PipelineBuilder()
+            .add_source(range(10))
+            .pipe(
+                _raise_stop_iteration_on_3,
+                executor=None if executor == "thread" else pool,
+                name="stage-x",
+            )
         )
         got = []
         with pytest.raises(Exception) as info, b.build() as pipeline:  # noqa: PT011
@@ -73,11 +77,15 @@ def test_skip_drops_all_output_of_a_generator_that_fails_midway(retries, executo
     output fitted in the buffer, which it does here).
     """
     with ThreadPoolExecutor(2) as pool:
-        b = ftpipe.PipelineBuilder().add_source(range(3)).pipe(
-            _yield_two_then_fail,
-            on_error="skip",
-            retries=retries,
-            executor=None if executor == "thread" else pool,
+        b = (
+            ftpipe.PipelineBuilder()
+            .add_source(range(3))
+            .pipe(
+                _yield_two_then_fail,
+                on_error="skip",
+                retries=retries,
+                executor=None if executor == "thread" else pool,
+            )
         )
         with b.build() as pipeline:
             assert list(pipeline) == [0, 100, 2, 102]
@@ -111,7 +119,11 @@ def test_failing_async_stage_leaves_no_unretrieved_task_exceptions():
     on its stderr) — noise for an error that was already reported.
     """
     result = subprocess.run(
-        [sys.executable, "-c", _ASYNC_FAILURES], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", _ASYNC_FAILURES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0 and "stage error surfaced" in result.stdout, result.stderr
     assert "never retrieved" not in result.stderr, result.stderr[:2000]
@@ -154,7 +166,9 @@ def test_executor_that_refuses_work_reports_the_stage():
     b = ftpipe.PipelineBuilder().add_source(range(3)).pipe(str, executor=pool, name="closed-pool")
     with pytest.raises(RuntimeError) as info, b.build() as pipeline:
         list(pipeline)
-    assert any("closed-pool" in n for n in _ftpipe_notes(info.value)), getattr(info.value, "__notes__", None)
+    assert any("closed-pool" in n for n in _ftpipe_notes(info.value)), getattr(
+        info.value, "__notes__", None
+    )
 
 
 def test_close_is_prompt_with_a_slow_stage_at_concurrency_1():
@@ -196,11 +210,17 @@ def test_several_consumers_of_a_small_sink_never_hang():
     14:08 fix it.  Kept so it stays fixed.
     """
     for _ in range(200):
-        pipeline = ftpipe.PipelineBuilder().add_source(range(40)).pipe(_double, concurrency=4).add_sink(buffer_size=2).build()
+        pipeline = (
+            ftpipe.PipelineBuilder()
+            .add_source(range(40))
+            .pipe(_double, concurrency=4)
+            .add_sink(buffer_size=2)
+            .build()
+        )
         pipeline.start()
         got: list[int] = []
 
-        def consume() -> None:
+        def consume(pipeline: ftpipe.Pipeline = pipeline, got: list[int] = got) -> None:
             for _ in range(5):
                 try:
                     got.append(next(pipeline))
@@ -216,3 +236,44 @@ def test_several_consumers_of_a_small_sink_never_hang():
         pipeline.close()
         assert not hung, f"a consumer hung after {len(got)} items"
         assert sorted(got) == [2 * i for i in range(15)]
+
+
+_EXIT_WITH_ASYNC_STAGE = """
+import asyncio, ftpipe
+
+async def echo(x):
+    await asyncio.sleep(0)
+    return x
+
+pipeline = ftpipe.PipelineBuilder().add_source(range(10**6)).pipe(echo, concurrency=4).add_sink(buffer_size=2).build()
+it = iter(pipeline)
+print(next(it), next(it), flush=True)
+# falls off the end with the pipeline running
+"""
+
+
+def test_interpreter_exit_with_an_async_stage_running_does_not_hang():
+    """Interpreter exit hung forever with an async stage running (14:08 engine).
+
+    The async stage does its channel operations through ``asyncio.to_thread``,
+    i.e. on the event loop's default ``ThreadPoolExecutor``.  At exit,
+    ``threading._shutdown`` runs ``concurrent.futures.thread._python_exit`` (it is
+    registered with ``threading._register_atexit``) *before* ordinary ``atexit``
+    handlers: it joins that executor's worker, which sleeps in ``Channel.put`` on
+    a full sink; ftpipe's own ``atexit`` hook (``_stop_all_at_exit``, which would
+    stop the channels) never gets to run.  Found by stress/test_faults.py
+    (``test_interpreter_exit_with_a_pipeline_running[async-*]``).
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _EXIT_WITH_ASYNC_STAGE],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the child hung at interpreter exit (killed after 15 s)")
+    assert proc.returncode == 0 and out.startswith("0 1"), err[-2000:]

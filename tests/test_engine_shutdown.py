@@ -36,7 +36,12 @@ def slow(x):
 
 
 def test_break_inside_with_joins_threads():
-    with ftpipe.PipelineBuilder().add_source(itertools.count()).pipe(slow, concurrency=4).build() as pipeline:
+    with (
+        ftpipe.PipelineBuilder()
+        .add_source(itertools.count())
+        .pipe(slow, concurrency=4)
+        .build() as pipeline
+    ):
         for x in pipeline:
             if x == 10:
                 break
@@ -44,16 +49,27 @@ def test_break_inside_with_joins_threads():
 
 
 def test_exception_in_consumer_stops_pipeline():
-    with pytest.raises(ZeroDivisionError):
-        with ftpipe.PipelineBuilder().add_source(itertools.count()).pipe(str, concurrency=2).build() as pipeline:
-            for x in pipeline:
-                if x == "5":
-                    1 / 0  # noqa: B018
+    with (
+        pytest.raises(ZeroDivisionError),
+        ftpipe.PipelineBuilder()
+        .add_source(itertools.count())
+        .pipe(str, concurrency=2)
+        .build() as pipeline,
+    ):
+        for x in pipeline:
+            if x == "5":
+                1 / 0  # noqa: B018
     assert ftpipe_threads() == []
 
 
 def test_close_is_prompt_with_infinite_source_and_full_buffers():
-    pipeline = ftpipe.PipelineBuilder().add_source(itertools.count()).pipe(slow, concurrency=3).pipe(str).build()
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(itertools.count())
+        .pipe(slow, concurrency=3)
+        .pipe(str)
+        .build()
+    )
     it = iter(pipeline)
     next(it)
     t0 = time.monotonic()
@@ -84,7 +100,9 @@ def test_close_before_start_and_stop_from_another_thread():
 
 def test_abandoned_pipeline_is_collected_and_stopped():
     def consume_a_little():
-        pipeline = ftpipe.PipelineBuilder().add_source(itertools.count()).pipe(str, concurrency=2).build()
+        pipeline = (
+            ftpipe.PipelineBuilder().add_source(itertools.count()).pipe(str, concurrency=2).build()
+        )
         it = iter(pipeline)
         return [next(it) for _ in range(3)]
 
@@ -102,7 +120,12 @@ def test_executor_created_from_a_kind_is_shut_down_user_one_is_not():
         return pool
 
     register_executor_kind(ExecutorKind("test-pool", create, lambda fn, name: None))
-    with ftpipe.PipelineBuilder().add_source(range(20)).pipe(slow, executor="test-pool", concurrency=2).build() as p:
+    with (
+        ftpipe.PipelineBuilder()
+        .add_source(range(20))
+        .pipe(slow, executor="test-pool", concurrency=2)
+        .build() as p
+    ):
         assert list(p) == list(range(20))
     assert len(created) == 1
     with pytest.raises(RuntimeError):
@@ -146,7 +169,9 @@ def test_interpreter_exit_with_pipeline_running_is_prompt_and_clean():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_in_consumer_raises_keyboardinterrupt_and_exits():
     code = CHILD.format(src=SRC, tail="for x in it: pass")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "running"
     proc.send_signal(signal.SIGINT)

@@ -3,8 +3,16 @@
 The whole public API is re-exported here.
 """
 
-from ._engine import Pipeline, PipelineBuilder, PipelineConfig, PipelineStats, StageConfig, StageStats
+from ._engine import (
+    Pipeline,
+    PipelineBuilder,
+    PipelineConfig,
+    PipelineStats,
+    StageConfig,
+    StageStats,
+)
 from ._runtime import InterpreterInfo, RuntimeInfo, find_interpreters, runtime_info
+from .diagnose import Diagnosis, Verdict, diagnose  # importing it installs diagnostic mode
 from .executors import (
     BrokenWorkerError,
     InterpreterExecutor,
@@ -12,7 +20,6 @@ from .executors import (
     ThreadExecutor,
     run_in_subprocess,
 )
-from .diagnose import Diagnosis, Verdict, diagnose  # importing it installs diagnostic mode
 
 __version__ = "0.1.0"
 

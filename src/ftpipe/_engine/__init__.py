@@ -2,9 +2,9 @@
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
+from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
 from ._pipeline import Pipeline
 from ._stats import PipelineStats, StageStats
-from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
 
 __all__ = [
     "ExecutorKind",

@@ -123,7 +123,9 @@ class PipelineBuilder:
         """Group items into lists of ``n``; the last list may be shorter unless ``drop_last``."""
         label = f"{len(self._stages)}:aggregate({n!r})"
         if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(f"stage {label!r}: aggregate size must be a positive int, got {type(n).__name__} {n!r}")
+            raise TypeError(
+                f"stage {label!r}: aggregate size must be a positive int, got {type(n).__name__} {n!r}"
+            )
         if n < 1:
             raise ValueError(f"stage {label!r}: aggregate size must be a positive int, got {n!r}")
         self._add(self._builtin(StageKind.AGGREGATE, label, size=n, drop_last=bool(drop_last)))
@@ -138,7 +140,9 @@ class PipelineBuilder:
     def add_sink(self, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Self:
         """Set how many output items are buffered ahead of the consumer."""
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-            raise TypeError(f"sink: buffer_size must be a positive int, got {type(buffer_size).__name__} {buffer_size!r}")
+            raise TypeError(
+                f"sink: buffer_size must be a positive int, got {type(buffer_size).__name__} {buffer_size!r}"
+            )
         if buffer_size < 1:
             raise ValueError(f"sink: buffer_size must be a positive int, got {buffer_size!r}")
         self._sink_buffer_size = buffer_size

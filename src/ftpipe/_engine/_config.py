@@ -51,7 +51,7 @@ def classify_fn(fn: Callable[..., Any]) -> FnKind:
     if inspect.isgeneratorfunction(target):
         return FnKind.GENERATOR
     if not inspect.isfunction(target) and not inspect.isbuiltin(target):
-        call = getattr(type(target), "__call__", None)
+        call = type(target).__call__ if callable(target) else None
         if call is not None and inspect.isasyncgenfunction(call):
             return FnKind.ASYNC_GENERATOR
         if call is not None and inspect.iscoroutinefunction(call):
@@ -63,7 +63,9 @@ def classify_fn(fn: Callable[..., Any]) -> FnKind:
 
 def _positive_int(value: object, what: str, stage: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"stage {stage!r}: {what} must be a positive int, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"stage {stage!r}: {what} must be a positive int, got {type(value).__name__} {value!r}"
+        )
     if value < 1:
         raise ValueError(f"stage {stage!r}: {what} must be a positive int, got {value!r}")
     return value
@@ -142,7 +144,9 @@ class StageConfig:
         if not isinstance(ordered, bool):
             raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
         if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
-            raise ValueError(f"stage {label!r}: on_error must be 'raise' or 'skip', got {on_error!r}")
+            raise ValueError(
+                f"stage {label!r}: on_error must be 'raise' or 'skip', got {on_error!r}"
+            )
         if max_failures is not None:
             if isinstance(max_failures, bool) or not isinstance(max_failures, int):
                 raise TypeError(

@@ -58,17 +58,26 @@ class _Run:
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
         stages = config.stages
-        capacity = max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency) if stages else config.sink_buffer_size
+        capacity = (
+            max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency)
+            if stages
+            else config.sink_buffer_size
+        )
         self.source_out = Channel(capacity, ordered=False)
         self.channels.append(self.source_out)
         inbox = self.source_out
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
-            workers = 1 if cfg.kind is StageKind.AGGREGATE or (
-                cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None
-            ) else cfg.concurrency
+            workers = (
+                1
+                if cfg.kind is StageKind.AGGREGATE
+                or (cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None)
+                else cfg.concurrency
+            )
             outbox = Channel(
-                config.sink_buffer_size if last else cfg.buffer_size, ordered=cfg.ordered, producers=workers
+                config.sink_buffer_size if last else cfg.buffer_size,
+                ordered=cfg.ordered,
+                producers=workers,
             )
             self.channels.append(outbox)
             self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
@@ -109,8 +118,12 @@ class _Run:
         """
         with self._lock:
             current = self._error_at
-            if self._error is None or (stage is not None and current is not None
-                                       and current[0] == stage and seq < current[1]):
+            if self._error is None or (
+                stage is not None
+                and current is not None
+                and current[0] == stage
+                and seq < current[1]
+            ):
                 if exc is not self._error and note is not None:
                     exc.add_note(note)
                 self._error = exc
@@ -195,11 +208,27 @@ class _Run:
     def stats(self) -> PipelineStats:
         stages = []
         if self.source_counters is not None:
-            stages.append(merge("source", 1, "thread", [self.source_counters], self.source_out.occupancy(), self.source_out.capacity))
+            stages.append(
+                merge(
+                    "source",
+                    1,
+                    "thread",
+                    [self.source_counters],
+                    self.source_out.occupancy(),
+                    self.source_out.capacity,
+                )
+            )
         for stage in self.stages:
             cfg = stage.config
             stages.append(
-                merge(cfg.name, cfg.concurrency, cfg.executor_name, list(stage.counters), stage.outbox.occupancy(), stage.outbox.capacity)
+                merge(
+                    cfg.name,
+                    cfg.concurrency,
+                    cfg.executor_name,
+                    list(stage.counters),
+                    stage.outbox.occupancy(),
+                    stage.outbox.capacity,
+                )
             )
         frozen = tuple(stages)
         return PipelineStats(frozen, perf_counter() - self.started, find_bottleneck(frozen))
@@ -242,7 +271,9 @@ class Pipeline:
             if self._state == "running":
                 return
             if self._state == "finished":
-                raise RuntimeError("this pipeline already ran; pipelines run once: build a new one from the builder")
+                raise RuntimeError(
+                    "this pipeline already ran; pipelines run once: build a new one from the builder"
+                )
             run = _Run(self._config)
             run._source = self._config.source
             self._run = run
@@ -262,7 +293,9 @@ class Pipeline:
         with self._lock:
             state = self._state
         if state == "finished":
-            raise RuntimeError("this pipeline already ran; pipelines run once: build a new one from the builder")
+            raise RuntimeError(
+                "this pipeline already ran; pipelines run once: build a new one from the builder"
+            )
         if state == "new":
             self.start()
         return PipelineIterator(self)

@@ -112,7 +112,13 @@ class PipelineStats:
                 )
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+        lines = [
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+            for r in rows
+        ]
         lines.append(f"elapsed {self.elapsed_s:.3f} s; bottleneck: {self.bottleneck or '-'} (*)")
         return "\n".join(lines)
 

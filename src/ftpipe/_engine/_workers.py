@@ -90,7 +90,11 @@ class StageRuntime:
         counters.failures += 1
         cfg = self.config
         exc = as_stage_error(exc)
-        if isinstance(exc, Exception) and not isinstance(exc, BrokenExecutor) and cfg.on_error == "skip":
+        if (
+            isinstance(exc, Exception)
+            and not isinstance(exc, BrokenExecutor)
+            and cfg.on_error == "skip"
+        ):
             with self._failure_lock:
                 self._failures += 1
                 total = self._failures
@@ -126,7 +130,9 @@ def as_stage_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control) -> WorkerCounters:
+def start_source(
+    source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control
+) -> WorkerCounters:
     """Start the thread that feeds the first channel from the source."""
     counters = WorkerCounters()
     max_batch = max(1, outbox.capacity // 2)
@@ -150,7 +156,14 @@ def start_source(source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, co
             counters.items_out += len(chunk)
             counters.blocked += perf_counter() - t1
             per_item = (t1 - t0) / len(chunk)
-            take = max(1, min(max_batch, 2 * take, int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch))
+            take = max(
+                1,
+                min(
+                    max_batch,
+                    2 * take,
+                    int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch,
+                ),
+            )
             if control.stopping:
                 raise Stopped
 
@@ -348,9 +361,13 @@ def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
     def call(item: Any, seq: int) -> list[Any] | None:
         for attempt in range(cfg.retries + 1):
             try:
-                future = executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
-            except Exception as exc:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
-                control.fail(exc, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq}")
+                future = (
+                    executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
+                )
+            except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
+                control.fail(
+                    refusal, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq}"
+                )
                 raise Stopped from None
             done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
             if future not in done:
@@ -359,7 +376,11 @@ def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
             exc = future.exception()
             if exc is None:
                 result = future.result()
-                return list(result) if wrapper is not None and cfg.fn_kind is not FnKind.ASYNC else [result]
+                return (
+                    list(result)
+                    if wrapper is not None and cfg.fn_kind is not FnKind.ASYNC
+                    else [result]
+                )
             if attempt == cfg.retries or not isinstance(exc, Exception):
                 stage.failed(exc, seq, counters)
                 return None
