@@ -1,0 +1,216 @@
+"""ftpipe's sessions: the test matrix (3.11, 3.12, 3.13, 3.13t, 3.13t with the GIL forced
+on), the free-threaded parallel and stress runs, lint, typing, docs, benchmarks and the demo.
+
+``nox -t ci`` runs what CI runs (see README.md).  Interpreters come from
+tools/find-pythons.sh, which builds a free-threaded 3.13 when none is found; its
+directory is put first on PATH so nox finds ``python3.13t`` and the pyenv builds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+PYTHONS = ["3.11", "3.12", "3.13", "3.13t"]
+FREE_THREADED = "3.13t"
+TOOLS_PYTHON = "3.11"  # ruff, mypy and sphinx run here; mypy cannot be built on 3.13t offline.
+
+# Pinned so lint and typing verdicts do not change under us between runs.
+RUFF = "ruff==0.17.6"
+MYPY = "mypy==2.4.1"
+# The only torch request that installs a CPU build from this machine's disk; anything
+# else downloads several GB of CUDA wheels.
+TORCH = "torch==2.13.0"
+
+# Each test session's own limit per test; pytest-timeout also has a default in pyproject.
+TEST_TIMEOUT = "120"
+# Dedicated sessions run these; the plain matrix leaves them out.
+NOT_EXTRAS = "not torch and not dask"
+
+nox.options.reuse_venv = "yes"
+# Interpreters come from our own script, never downloaded by nox behind our back.
+nox.options.download_python = "never"
+# With CI set, a missing interpreter fails the run instead of being skipped.
+nox.options.error_on_missing_interpreters = "CI" in os.environ
+# An older release with a wheel beats the newest one as a source build: on 3.13t the
+# newest matplotlib can be sdist-only, and its build downloads freetype (no internet).
+os.environ.setdefault("PIP_PREFER_BINARY", "1")
+
+# The free-threaded interpreter must still have the GIL off once the test
+# dependencies are imported: one extension module without free-threading support
+# silently turns it back on for the whole process.
+GIL_STILL_OFF = """
+import sys
+import ftpipe, ftpipe._runtime as rt
+import numpy, hypothesis, psutil, pytest, xdist, pytest_timeout
+if sys._is_gil_enabled():
+    sys.exit("GIL re-enabled after importing the test dependencies; by: "
+             + (", ".join(rt.gil_reenabled_by()) or "a module imported before ftpipe"))
+print("ok: free-threaded build, GIL still disabled after importing ftpipe and test deps")
+"""
+
+
+def _expose_interpreters() -> None:
+    """Run tools/find-pythons.sh once and put its directory first on PATH."""
+    listing = any(a in ("-l", "--list", "--list-sessions", "--json") for a in sys.argv)
+    cache_bin = Path(os.environ.get("FTPIPE_CACHE", Path.home() / ".cache/ftpipe")) / "bin"
+    if listing:
+        # Listing sessions must not start a several-minute interpreter build.
+        directory = str(cache_bin)
+    else:
+        # stderr passes through: a first run builds 3.13t and says so while it does.
+        # On failure carry on: nox then reports the missing interpreter (an error under CI).
+        result = subprocess.run(
+            ["bash", str(ROOT / "tools/find-pythons.sh"), "--require", FREE_THREADED],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        directory = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        directory = directory or str(cache_bin)
+    path = os.environ.get("PATH", "")
+    if directory not in path.split(os.pathsep):
+        os.environ["PATH"] = directory + os.pathsep + path
+
+
+_expose_interpreters()
+
+
+def _install_project(session: nox.Session, extras: str = "dev") -> None:
+    # A real (non-editable) install: the tests see what a user's pip would install.
+    session.install(f".[{extras}]")
+
+
+def _pytest(session: nox.Session, *args: str) -> None:
+    session.run(
+        "python", "-m", "pytest", "-n", "2", f"--timeout={TEST_TIMEOUT}", *args, *session.posargs
+    )
+
+
+@nox.session(python=PYTHONS, tags=["ci"])
+def tests(session: nox.Session) -> None:
+    """Unit tests on one interpreter (the GIL off on 3.13t, checked)."""
+    _install_project(session)
+    if session.python == FREE_THREADED:
+        session.run("python", "-c", GIL_STILL_OFF)
+    _pytest(session, "-m", NOT_EXTRAS)
+
+
+@nox.session(name="tests-3.13t-gil", python=FREE_THREADED, tags=["ci"])
+def tests_gil(session: nox.Session) -> None:
+    """Unit tests on the free-threaded binary with the GIL forced on (PYTHON_GIL=1)."""
+    _install_project(session)
+    session.env["PYTHON_GIL"] = "1"
+    session.run("python", "-c", "import sys, ftpipe; assert sys._is_gil_enabled(), 'GIL not on'")
+    _pytest(session, "-m", NOT_EXTRAS)
+
+
+@nox.session(name="tests-parallel", python=FREE_THREADED, tags=["ci"])
+def tests_parallel(session: nox.Session) -> None:
+    """Each unit test in 4 threads at once (pytest-run-parallel) on 3.13t, GIL off."""
+    _install_project(session)
+    session.install("pytest-run-parallel")
+    session.run("python", "-c", GIL_STILL_OFF)
+    _pytest(session, "--parallel-threads=4", "-m", f"not thread_unsafe and {NOT_EXTRAS}")
+
+
+def _stress(session: nox.Session, default_profile: str) -> None:
+    if not any((ROOT / "stress").glob("test_*.py")):
+        session.error("stress/ holds no test_*.py files yet: nothing to run")
+    _install_project(session)
+    session.env["FTPIPE_STRESS_PROFILE"] = os.environ.get("FTPIPE_STRESS_PROFILE", default_profile)
+    # No xdist: stress tests start their own threads and want both cores.
+    session.run("python", "-m", "pytest", "stress/", *session.posargs)
+
+
+@nox.session(python=FREE_THREADED, tags=["ci"])
+def stress(session: nox.Session) -> None:
+    """Hypothesis stress and fault tests on 3.13t, GIL off (FTPIPE_STRESS_PROFILE=ci|soak)."""
+    session.run("python", "-c", "import sys; assert not sys._is_gil_enabled()")
+    _stress(session, "ci")
+
+
+@nox.session(name="stress-3.11", python="3.11", tags=["ci"])
+def stress_gil_build(session: nox.Session) -> None:
+    """A shorter stress pass on a stock GIL build (FTPIPE_STRESS_PROFILE, default dev)."""
+    _stress(session, "dev")
+
+
+@nox.session(python=TOOLS_PYTHON, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install(RUFF)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=TOOLS_PYTHON, tags=["ci"])
+def typing(session: nox.Session) -> None:
+    """mypy --strict on src/ (configured in pyproject.toml)."""
+    _install_project(session)
+    session.install(MYPY)
+    session.run("mypy", "src/ftpipe", *session.posargs)
+
+
+@nox.session(python=TOOLS_PYTHON, tags=["ci"])
+def docs(session: nox.Session) -> None:
+    """Build the Sphinx docs with warnings as errors into docs/_build/html."""
+    if not (ROOT / "docs" / "conf.py").is_file():
+        session.error("docs/conf.py does not exist: there are no docs to build yet")
+    _install_project(session, "numpy")
+    requirements = ROOT / "docs" / "requirements.txt"
+    session.install(*(["-r", str(requirements)] if requirements.is_file() else ["sphinx"]))
+    session.run(
+        "python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
+
+
+@nox.session(python=FREE_THREADED, default=False)
+def bench(session: nox.Session) -> None:
+    """Run every benchmarks/*.py with --quick; ``-- FILE.py ... --flags`` overrides both."""
+    files = [a for a in session.posargs if a.endswith(".py")]
+    flags = [a for a in session.posargs if not a.endswith(".py")] or ["--quick"]
+    files = files or sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "benchmarks").glob("*.py")
+        if not p.name.startswith("_")
+    )
+    if not files:
+        session.error("benchmarks/ holds no benchmark scripts yet")
+    _install_project(session, "numpy")
+    # The peer we compare against; pure Python, but not worth failing the session over.
+    session.install("spdl-core", success_codes=[0, 1])
+    for script in files:
+        session.run("python", script, *flags)
+
+
+@nox.session(python=FREE_THREADED, default=False)
+def demo(session: nox.Session) -> None:
+    """``python -m ftpipe demo`` on 3.13t, with every interpreter found on PATH."""
+    _install_project(session, "numpy,report")
+    if not (ROOT / "src/ftpipe/_demo.py").is_file():
+        # Until the demo lands, show what it will build on: the interpreter facts.
+        session.warn("ftpipe demo is not written yet; running `python -m ftpipe doctor`")
+        session.run("python", "-m", "ftpipe", "doctor")
+        return
+    session.run("python", "-m", "ftpipe", "demo", *session.posargs)
+
+
+@nox.session(python="3.11", tags=["ci"])
+def dask(session: nox.Session) -> None:
+    """Tests marked ``dask`` against a real LocalCluster."""
+    _install_project(session, "dask,dev")
+    _pytest(session, "-m", "dask")
+
+
+@nox.session(python="3.11", tags=["ci"])
+def torch(session: nox.Session) -> None:
+    """Tests marked ``torch`` (CPU torch 2.13.0, Python 3.11 only on this machine)."""
+    session.install(TORCH)
+    _install_project(session, "torch,dev")
+    _pytest(session, "-m", "torch")
