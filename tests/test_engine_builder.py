@@ -41,6 +41,7 @@ def builder() -> ftpipe.PipelineBuilder:
     ],
 )
 def test_pipe_rejects_bad_arguments_naming_stage_and_value(kwargs, exc, words):
+    kwargs = dict(kwargs)  # the parameter is shared by every thread under pytest-run-parallel
     with pytest.raises(exc) as info:
         builder().pipe(double, name=kwargs.pop("name", "dbl"), **kwargs)
     message = str(info.value)

@@ -18,6 +18,10 @@ import pytest
 import ftpipe
 from ftpipe._engine import ExecutorKind, register_executor_kind
 
+# These tests count every ftpipe thread in the process: other tests running in
+# parallel threads (pytest-run-parallel) would be counted too.
+pytestmark = pytest.mark.thread_unsafe
+
 
 def ftpipe_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("ftpipe-")]

@@ -4,8 +4,11 @@
 
     inbox.get (in a helper thread) ──► queue ──► up to N tasks fn(item) ──► reorder ──► outbox.put
 
-Channel operations block, so they run through ``asyncio.to_thread`` while the
-loop keeps the stage's coroutines going.  Results are put in input order by the
+Channel operations block, so they run on two helper threads of the stage (one
+takes input, one puts output) while the loop keeps the stage's coroutines going.
+Not ``asyncio.to_thread``: the default executor's threads are joined at
+interpreter exit *before* atexit hooks run, so one asleep in a channel would
+keep the process from exiting.  Results are put in input order by the
 loop itself (only contiguous ranges), so an ordered output channel never waits
 on a range the loop has not finished.
 """
@@ -13,6 +16,7 @@ on a range the loop has not finished.
 from __future__ import annotations
 
 import asyncio
+import queue
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
@@ -42,6 +46,46 @@ def async_worker(stage: StageRuntime) -> Callable[[], None]:
     return run
 
 
+class _Offload:
+    """Runs blocking calls, one at a time, on a daemon thread owned by the pipeline."""
+
+    def __init__(self, stage: StageRuntime, role: str) -> None:
+        # SimpleQueue: one producer (the loop) and one consumer (the helper thread).
+        self._jobs: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        stage.control.thread(self._serve, f"ftpipe-{stage.config.name}-{role}")
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            try:
+                outcome = (True, fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                outcome = (False, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            except RuntimeError:
+                pass  # the loop is closed: nobody awaits this any more
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return await future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
 async def _serve(stage: StageRuntime, counters: Any) -> None:
     cfg = stage.config
     fn = cfg.fn
@@ -64,9 +108,12 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
         raise AssertionError("unreachable")
 
     running: dict[asyncio.Task[list[Any]], int] = {}
+    fetcher, putter = _Offload(stage, "get"), _Offload(stage, "put")
     try:
-        await _loop(stage, counters, call, running)
+        await _loop(stage, counters, call, running, fetcher, putter)
     finally:
+        fetcher.close()
+        putter.close()
         # Leave no task behind with an exception nobody read (asyncio would log it).
         for task in running:
             task.cancel()
@@ -78,6 +125,8 @@ async def _loop(
     counters: Any,
     call: Callable[[Any], Any],
     running: dict[asyncio.Task[list[Any]], int],
+    fetcher: _Offload,
+    putter: _Offload,
 ) -> None:
     cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
     queue: deque[tuple[int, Any]] = deque()
@@ -91,7 +140,7 @@ async def _loop(
             seq, item = queue.popleft()
             running[asyncio.create_task(call(item))] = seq
         if not queue and fetch is None and not ended:
-            fetch = asyncio.create_task(asyncio.to_thread(inbox.get, cfg.concurrency))
+            fetch = asyncio.create_task(fetcher.call(inbox.get, cfg.concurrency))
         waiting: set[asyncio.Task[Any]] = set(running)
         if fetch is not None:
             waiting.add(fetch)
@@ -156,6 +205,6 @@ async def _loop(
             results.clear()
             span = (0, 0)
         t1 = perf_counter()
-        await asyncio.to_thread(outbox.put, span[0], span[1], out)
+        await putter.call(outbox.put, span[0], span[1], out)
         counters.items_out += len(out)
         counters.blocked += perf_counter() - t1
