@@ -108,16 +108,19 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
         raise AssertionError("unreachable")
 
     running: dict[asyncio.Task[list[Any]], int] = {}
+    fetches: set[asyncio.Task[Any]] = set()
     fetcher, putter = _Offload(stage, "get"), _Offload(stage, "put")
     try:
-        await _loop(stage, counters, call, running, fetcher, putter)
+        await _loop(stage, counters, call, running, fetches, fetcher, putter)
     finally:
         fetcher.close()
         putter.close()
-        # Leave no task behind with an exception nobody read (asyncio would log it).
-        for task in running:
+        # Leave no task behind with an exception nobody read (asyncio would log
+        # it): the calls still running and a fetch still waiting for input.
+        others = [*running, *fetches]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
 
 
 async def _loop(
@@ -125,6 +128,7 @@ async def _loop(
     counters: Any,
     call: Callable[[Any], Any],
     running: dict[asyncio.Task[list[Any]], int],
+    fetches: set[asyncio.Task[Any]],
     fetcher: _Offload,
     putter: _Offload,
 ) -> None:
@@ -141,6 +145,7 @@ async def _loop(
             running[asyncio.create_task(call(item))] = seq
         if not queue and fetch is None and not ended:
             fetch = asyncio.create_task(fetcher.call(inbox.get, cfg.concurrency))
+            fetches.add(fetch)
         waiting: set[asyncio.Task[Any]] = set(running)
         if fetch is not None:
             waiting.add(fetch)
@@ -156,6 +161,7 @@ async def _loop(
         for task in done:
             if task is fetch:
                 fetch = None
+                fetches.discard(task)
                 try:
                     seq0, items = task.result()
                 except EndOfStream:
@@ -201,7 +207,9 @@ async def _loop(
                 continue
             span = (start, next_emit)
         else:
-            out = [v for r in results.values() for v in r]
+            # Unordered: emit whatever finished (but nothing from inputs at or
+            # after a failure); the channel ignores the span's order.
+            out = [v for seq, r in results.items() if cutoff is None or seq < cutoff for v in r]
             results.clear()
             span = (0, 0)
         t1 = perf_counter()

@@ -82,6 +82,13 @@ def _my_waker() -> _Waker:
     return waker
 
 
+def _discard(waiters: list[_Waker], waker: _Waker) -> None:
+    try:
+        waiters.remove(waker)
+    except ValueError:
+        pass
+
+
 def _wake_all(wakers: list[_Waker]) -> None:
     for waker in wakers:
         waker.wake()
@@ -127,19 +134,21 @@ class Channel:
         Raises:
             Stopped: The pipeline is stopping; the values are dropped.
         """
+        waker: _Waker | None = None
         while True:
             with self._lock:
+                if waker is not None:
+                    _discard(self._putters, waker)
                 if self._stopped:
                     raise Stopped
-                if self._cutoff is not None and (not self.ordered or start >= self._cutoff):
-                    return  # produced after the stage failed: never delivered
+                if self._cutoff is not None and start >= self._cutoff:
+                    return  # produced by an input at or after a failure: never delivered
                 if self._may_put(start, final):
                     self._insert(start, end, values, final)
-                    wake, self._getters = self._getters, []
-                    if self.ordered and self._putters:
+                    wake = list(self._getters)
+                    if self.ordered:
                         # A moved head may open the reordering window for a waiting producer.
                         wake += self._putters
-                        self._putters = []
                     break
                 waker = _my_waker()
                 self._putters.append(waker)
@@ -181,9 +190,7 @@ class Channel:
         """Record that one producer finished; the last one ends the stream."""
         with self._lock:
             self._producers -= 1
-            wake: list[_Waker] = []
-            if self._producers <= 0:
-                wake, self._getters = self._getters, []
+            wake = list(self._getters) if self._producers <= 0 else []
         _wake_all(wake)
 
     # -- consumer side ---------------------------------------------------------------
@@ -198,8 +205,11 @@ class Channel:
             EndOfStream: Every producer is done and nothing is left.
             Stopped: The pipeline is stopping.
         """
+        waker: _Waker | None = None
         while True:
             with self._lock:
+                if waker is not None:
+                    _discard(self._getters, waker)
                 if self._stopped:
                     raise Stopped
                 ready = self._ready
@@ -213,7 +223,7 @@ class Channel:
                         values = [ready.popleft() for _ in range(n)]
                     seq = self._popped
                     self._popped += n
-                    wake, self._putters = self._putters, []
+                    wake = list(self._putters)
                     break
                 if self._producers <= 0 and not self._pending:
                     raise EndOfStream
@@ -224,15 +234,15 @@ class Channel:
         return seq, values
 
     def _sleep(self, waker: _Waker, waiters: list[_Waker]) -> None:
+        # Waiters stay registered until they deregister themselves under the lock
+        # (the next pass of their loop), and every wake-up goes to all registered
+        # waiters: a wake-up lost to a Ctrl-C between taking the list and writing
+        # to the eventfds is repeated by the next state change or stop().
         try:
             waker.wait()
         except BaseException:
-            # Interrupted (Ctrl-C in the consumer): stop being a registered waiter.
-            # A wake-up that still arrives later only makes one future wait return
-            # early, and every wait re-checks its condition.
             with self._lock:
-                if waker in waiters:
-                    waiters.remove(waker)
+                _discard(waiters, waker)
             raise
 
     # -- either side -----------------------------------------------------------------
@@ -241,15 +251,13 @@ class Channel:
         """Deliver only what producer inputs before ``seq`` produce, then end the stream.
 
         Used when input ``seq`` failed: outputs of earlier inputs still reach the
-        consumer (in order), then the error.  An unordered channel has no
-        "earlier", so it accepts nothing more at all.
+        consumer (in order for an ordered channel), then the error.
         """
         with self._lock:
             self._cutoff = seq if self._cutoff is None else min(seq, self._cutoff)
             for start in [s for s in self._pending if s >= self._cutoff]:
                 self._pending_items -= len(self._pending.pop(start)[1])
             wake = self._putters + self._getters
-            self._getters, self._putters = [], []
         _wake_all(wake)
 
     def stop(self) -> None:
@@ -260,7 +268,6 @@ class Channel:
             self._pending.clear()
             self._pending_items = 0
             wake = self._getters + self._putters
-            self._getters, self._putters = [], []
         _wake_all(wake)
 
     @property
