@@ -42,6 +42,8 @@ class Point:
         wall_s_per_item: Seconds one call took as seen by its thread (latency).
         cores_busy: Process CPU seconds per wall second.
         neighbour_cores: Cores used by *other* processes meanwhile (0 where unknown).
+        starved_cores: Time the workers were runnable but waited for a CPU, in cores
+            (run-queue wait per wall second, summed over threads; None where unknown).
         spread: (max - min) / median of the rounds' throughput.
         rounds: Rounds the medians are taken over.
         items: Calls made in those rounds.
@@ -60,6 +62,7 @@ class Point:
     items: int
     peak_rss_mib: float
     samples: tuple[float, ...] = ()
+    starved_cores: float | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Point:

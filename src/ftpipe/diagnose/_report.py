@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._runtime import runtime_info
-from ._model import SCHEMA_VERSION, Diagnosis
+from ._model import SCHEMA_VERSION, Diagnosis, Verdict
 
 __all__ = ["report_dict", "summary_table", "svg_plot", "write_html", "write_json"]
 
@@ -88,9 +88,9 @@ def svg_plot(d: Diagnosis) -> str | None:
             continue
         xs = [p.concurrency for p in c.points]
         rate.plot(xs, [p.items_per_s for p in c.points], marker="o", label=c.label)
-        cpu.plot(xs, [p.cpu_s_per_item * 1e3 for p in c.points], marker="o", label=c.label)
+        cpu.plot(xs, [p.cpu_s_per_item * 1e6 for p in c.points], marker="o", label=c.label)
     levels = sorted({p.concurrency for c in d.curves for p in c.points}) or [1]
-    for ax, title in ((rate, "throughput (items/s)"), (cpu, "CPU per item (ms)")):
+    for ax, title in ((rate, "throughput (items/s)"), (cpu, "CPU per item (µs)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(x) for x in levels])
         ax.minorticks_off()
@@ -117,7 +117,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 def _curve_table(d: Diagnosis) -> str:
     rows = [
         "<tr><th>configuration</th><th>threads</th><th>items/s</th><th>speedup</th>"
-        "<th>CPU ms/item</th><th>cores busy</th><th>others' cores</th><th>spread</th>"
+        "<th>CPU µs/item</th><th>cores busy</th><th>others' cores</th><th>spread</th>"
         "<th>peak RSS MiB</th></tr>"
     ]
     for c in d.curves:
@@ -131,7 +131,7 @@ def _curve_table(d: Diagnosis) -> str:
         for p in c.points:
             rows.append(
                 f"<tr><td>{html.escape(c.label)}</td><td>{p.concurrency}</td><td>{p.items_per_s:.1f}</td>"
-                f"<td>{p.items_per_s / base:.2f}x</td><td>{p.cpu_s_per_item * 1e3:.3f}</td>"
+                f"<td>{p.items_per_s / base:.2f}x</td><td>{p.cpu_s_per_item * 1e6:.1f}</td>"
                 f"<td>{p.cores_busy:.2f}</td><td>{p.neighbour_cores:.2f}</td><td>{p.spread:.0%}</td>"
                 f"<td>{p.peak_rss_mib:.0f}</td></tr>"
             )
@@ -145,9 +145,16 @@ def _section(d: Diagnosis, plot: str | None) -> str:
         f"<section><h2>{title}</h2>",
         f"<p>function <code>{html.escape(d.function)}</code>: <span class=verdict>{d.verdict.value}</span></p>",
         f"<p>{html.escape(d.explanation)}</p>",
-        f"<p>Recommended: concurrency <b>{d.best_concurrency}</b>, executor <b>{advice.this_interpreter}"
-        f"</b> on {html.escape(d.interpreter)}, <b>{advice.free_threaded}</b> on a free-threaded build.</p>",
     ]
+    if d.verdict is Verdict.INCONCLUSIVE:
+        parts.append(
+            f"<p>No recommendation (inconclusive); best measured concurrency {d.best_concurrency}.</p>"
+        )
+    else:
+        parts.append(
+            f"<p>Recommended: concurrency <b>{d.best_concurrency}</b>, executor <b>{advice.this_interpreter}"
+            f"</b> on {html.escape(d.interpreter)}, <b>{advice.free_threaded}</b> on a free-threaded build.</p>"
+        )
     if d.gil_reenabled_by:
         parts.append(
             f"<p class=note>GIL re-enabled by: {html.escape(', '.join(d.gil_reenabled_by))}</p>"

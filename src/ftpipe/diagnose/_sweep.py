@@ -6,7 +6,9 @@ addressed by module and name, directly in the calling process.
     for round in rounds:                 # interleaved, so a noisy moment hits every level
         for c in levels (up, then down): # c plain threads, released together by a barrier,
             measure(c)                   # each cycling through the inputs from its own offset
-    point(c) = medians over the quiet rounds (others' CPU use < 0.5 core, from /proc/stat)
+    point(c) = medians over the quiet rounds: rounds where the workers did not wait for a
+               CPU (run-queue time from /proc/thread-self/schedstat) beyond what their own
+               number past the core count explains
 
 Each worker keeps its own cursor and counter and only reads a local deadline, so
 the harness adds no shared object of its own for the threads to contend on.
@@ -42,7 +44,10 @@ Caller = Callable[[], tuple[Callable[[Any], Any], Callable[[], None]]]
 
 PROGRESS = "ftpipe-progress: "  # prefix of the progress lines a probe writes to stderr
 
-# Rounds where other processes used more than this many cores are re-measured.
+# Rounds where the workers waited this many cores' worth for a CPU (beyond what their own
+# number past the core count explains) are re-measured; without schedstat, rounds where
+# other processes used this many cores.
+_STARVED = 0.25
 _NOISY_NEIGHBOUR = 0.5
 
 
@@ -81,7 +86,7 @@ def settings_for(levels: Sequence[int] | None, *, quick: bool = False) -> SweepS
     """Default settings (about 4-12 s per configuration) or quick ones (about 1-3 s)."""
     chosen = tuple(sorted(set(levels))) if levels else default_levels()
     if quick:
-        return SweepSettings(chosen, window_s=0.2, min_rounds=2, max_rounds=3, budget_s=3.0)
+        return SweepSettings(chosen, window_s=0.25, min_rounds=3, max_rounds=4, budget_s=3.2)
     return SweepSettings(chosen)
 
 
@@ -139,12 +144,29 @@ def _peak_rss_mib() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def _runqueue_wait_ns() -> int | None:
+    """Nanoseconds this thread has spent runnable but not running (Linux schedstat), or None."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class _Sample:
+    c: int
     items: int
     wall: float
     cpu: float
     neighbour: float
+    starved: float | None  # cores' worth of time the workers waited for a CPU
+
+    def quiet(self, cores: int) -> bool:
+        """No one else took the CPU our threads wanted (threads past the core count excepted)."""
+        if self.starved is None:
+            return self.neighbour < _NOISY_NEIGHBOUR
+        return self.starved < _STARVED + max(0, self.c - cores)
 
 
 class CallFailed(Exception):
@@ -159,6 +181,7 @@ class CallFailed(Exception):
 def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _Sample:
     n = len(inputs)
     counts = [0] * c
+    waits: list[int | None] = [None] * c
     failures: list[CallFailed] = []  # list.append is atomic on every build
     barrier = threading.Barrier(c + 1)
     deadline_box = [0.0]
@@ -171,12 +194,16 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
         try:
             barrier.wait()
             deadline = deadline_box[0]
+            wait0 = _runqueue_wait_ns()
             while True:
                 call(inputs[k])
                 count += 1
                 k = k + 1 if k + 1 < n else 0
                 if clock() >= deadline:
                     break
+            wait1 = _runqueue_wait_ns()
+            if wait0 is not None and wait1 is not None:
+                waits[i] = wait1 - wait0
         except threading.BrokenBarrierError:
             pass
         except Exception as exc:
@@ -206,7 +233,9 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
     if jiffies0 is not None and jiffies1 is not None:
         total = (jiffies1 - jiffies0) / os.sysconf("SC_CLK_TCK")
         neighbour = max(0.0, (total - cpu) / wall)
-    return _Sample(sum(counts), wall, cpu, neighbour)
+    known = [w for w in waits if w is not None]
+    starved = sum(known) / 1e9 / wall if len(known) == c else None
+    return _Sample(c, sum(counts), wall, cpu, neighbour, starved)
 
 
 def _spread(values: Sequence[float]) -> float:
@@ -214,8 +243,8 @@ def _spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) / mid if mid > 0 else float("inf")
 
 
-def _point(c: int, samples: list[_Sample]) -> dict[str, Any]:
-    quiet = [s for s in samples if s.neighbour < _NOISY_NEIGHBOUR]
+def _point(c: int, samples: list[_Sample], cores: int) -> dict[str, Any]:
+    quiet = [s for s in samples if s.quiet(cores)]
     used = quiet if len(quiet) >= 2 else samples
     rates = [s.items / s.wall for s in used]
     items = sum(s.items for s in used)
@@ -226,6 +255,11 @@ def _point(c: int, samples: list[_Sample]) -> dict[str, Any]:
         "wall_s_per_item": statistics.median(c * s.wall / s.items for s in used),
         "cores_busy": statistics.median(s.cpu / s.wall for s in used),
         "neighbour_cores": statistics.median(s.neighbour for s in used),
+        "starved_cores": (
+            None
+            if any(s.starved is None for s in used)
+            else statistics.median(s.starved for s in used if s.starved is not None)
+        ),
         "spread": _spread(rates),
         "rounds": len(used),
         "items": items,
@@ -249,6 +283,7 @@ def sweep(
     if not inputs:
         raise ValueError("no inputs to diagnose with: pass a non-empty list of items")
     started = time.perf_counter()
+    cores = usable_cores()
     caller = make_caller(fn)
     call, close = caller()
     try:  # warm up (imports, caches) and time one call
@@ -277,7 +312,7 @@ def sweep(
                     for c in settings.levels
                 )
             )
-        quiet = min(sum(s.neighbour < _NOISY_NEIGHBOUR for s in v) for v in samples.values())
+        quiet = min(sum(s.quiet(cores) for s in v) for v in samples.values())
         stable = all(
             _spread([s.items / s.wall for s in v]) <= settings.tolerance for v in samples.values()
         )
@@ -287,4 +322,4 @@ def sweep(
             break
         if elapsed + per_round > settings.budget_s and r + 1 >= min(2, settings.max_rounds):
             break
-    return [_point(c, samples[c]) for c in settings.levels]
+    return [_point(c, samples[c], cores) for c in settings.levels]
