@@ -77,7 +77,9 @@ def check_importable(fn: Callable[..., Any], stage: str) -> None:
         return
     if hasattr(inner, "__qualname__") and hasattr(inner, "__module__"):
         found = _resolve(inner.__module__, inner.__qualname__)
-        if found is not inner and getattr(found, "__func__", None) is not getattr(inner, "__func__", inner):
+        if found is not inner and getattr(found, "__func__", None) is not getattr(
+            inner, "__func__", inner
+        ):
             raise TypeError(
                 f"{_where(stage)}: {fn!r} cannot be sent to {target}: importing "
                 f"{inner.__module__}:{inner.__qualname__} does not give back this object"

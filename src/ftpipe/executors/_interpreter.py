@@ -66,7 +66,7 @@ def _ftpipe_call():
 def _backend() -> Any:
     """Return the module family to drive subinterpreters with, or None."""
     try:
-        import concurrent.interpreters as public  # 3.14+
+        import concurrent.interpreters as public  # type: ignore[import-not-found,unused-ignore]  # 3.14+
 
         return public
     except ImportError:
@@ -109,7 +109,9 @@ class _Private313:
     def exec(self, code: str, **names: Any) -> None:
         err = self._interp.exec(self._id, code, shared=names)
         if err is not None:  # only our own bootstrap can fail here; user errors are packed
-            raise RuntimeError(f"subinterpreter bootstrap failed: {err.formatted}\n{err.errdisplay}")
+            raise RuntimeError(
+                f"subinterpreter bootstrap failed: {err.formatted}\n{err.errdisplay}"
+            )
 
     def send_line(self) -> str:
         return f"import _interpqueues\n_ftpipe_send = lambda d, q={self._queue}: _interpqueues.put(q, d, 0, 1)\n"
@@ -161,7 +163,9 @@ class InterpreterContext:
     def initialize(self) -> None:
         backend = _backend()
         self._handle = _Private313(backend) if isinstance(backend, tuple) else _Public314(backend)
-        self._handle.exec(self._handle.send_line() + _BOOTSTRAP, _ftpipe_path=pickle.dumps(list(sys.path)))
+        self._handle.exec(
+            self._handle.send_line() + _BOOTSTRAP, _ftpipe_path=pickle.dumps(list(sys.path))
+        )
         if self._initializer is not None:
             self.run(self._initializer, self._initargs, {})
 

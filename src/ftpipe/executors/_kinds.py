@@ -28,7 +28,9 @@ def _create_interpreter(max_workers: int, stage: str) -> Executor:
 
 def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
     if not subinterpreters_available():
-        raise ValueError(f"stage {stage!r}: executor='interpreter' is unavailable: {unavailable_reason()}")
+        raise ValueError(
+            f"stage {stage!r}: executor='interpreter' is unavailable: {unavailable_reason()}"
+        )
     check_importable(fn, stage)
 
 

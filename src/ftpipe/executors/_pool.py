@@ -114,7 +114,7 @@ def _shutdown_live_pools() -> None:
     with _live_lock:
         pools = list(_live_pools)
     for pool in pools:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool._stop_at_exit()
 
 
 # multiprocessing is imported first so this hook runs before its own exit hook
@@ -196,7 +196,9 @@ class WorkerPool(Executor):
                     str(state.broken), name=self._name, exitcode=state.broken.exitcode
                 )
             if state.shutdown:
-                raise RuntimeError(f"cannot submit to {self._kind} executor {self._name!r} after shutdown")
+                raise RuntimeError(
+                    f"cannot submit to {self._kind} executor {self._name!r} after shutdown"
+                )
             future: Future[Any] = Future()
             state.queue.put(_WorkItem(future, fn, args, kwargs))
             # An idle worker will take the item; otherwise start one, up to the limit.
@@ -234,6 +236,10 @@ class WorkerPool(Executor):
                     thread.join()
         with _live_lock:
             _live_pools.discard(self)
+
+    def _stop_at_exit(self) -> None:
+        """Stop for interpreter exit (threads: wait for running calls)."""
+        self.shutdown(wait=True, cancel_futures=True)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} max_workers={self._max_workers}>"

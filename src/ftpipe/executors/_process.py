@@ -32,9 +32,11 @@ process with threads can copy a lock held by another thread.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -49,6 +51,7 @@ __all__ = ["ProcessExecutor", "default_start_method", "describe_exit"]
 # children, the forkserver connection); worker threads start children at once.
 _start_lock = threading.Lock()
 _REAP_TIMEOUT = 2.0
+_EXIT_GRACE = 2.0  # seconds running calls get at interpreter exit
 
 
 def default_start_method() -> str:
@@ -98,12 +101,14 @@ class ProcessContext:
         self._init = (initializer, initargs)
         self._endpoint = _shm.Endpoint(f"{prefix}p")
         self._proc: Any = None
+        self._pid: int | None = None
+        self._reaped = False  # written by the worker thread, read by the exit hook
         self._conn: Connection | None = None
 
     @property
     def pid(self) -> int | None:
         """The child's process id once started."""
-        return None if self._proc is None else self._proc.pid
+        return self._pid
 
     def initialize(self) -> None:
         from ._process_child import worker_main
@@ -111,13 +116,14 @@ class ProcessContext:
         ctx = multiprocessing.get_context(self._start_method)
         parent_end, child_end = ctx.Pipe(duplex=True)
         self._conn = parent_end
-        self._proc = ctx.Process(
+        self._proc = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(child_end, self._prefix, pickle.dumps(self._init, protocol=5)),
             name=f"ftpipe:{self._name}",
         )
         with _start_lock:
             self._proc.start()
+        self._pid = self._proc.pid
         # Our copy of the child's end must close, or EOF would never reach us when it dies.
         child_end.close()
         ok, value, tb = self._receive("while starting")
@@ -160,6 +166,14 @@ class ProcessContext:
             exitcode=code,
         )
 
+    def kill(self) -> None:
+        """SIGKILL the child if it is still running (interpreter exit only)."""
+        if self._pid is not None and not self._reaped:
+            try:
+                os.kill(self._pid, signal.SIGKILL)
+            except (ProcessLookupError, OSError):
+                pass
+
     def finalize(self) -> None:
         if self._proc is not None and self._proc.exitcode is None and self._conn is not None:
             try:
@@ -168,6 +182,7 @@ class ProcessContext:
                 pass
         if self._proc is not None and self._proc.pid is not None:  # it was started
             reap(self._proc)
+            self._reaped = True
             self._proc.close()
         if self._conn is not None:
             self._conn.close()
@@ -206,7 +221,10 @@ class ProcessExecutor(WorkerPool):
         start_method: str | None = None,
     ) -> None:
         method = start_method or default_start_method()
-        if method not in ("forkserver", "spawn") or method not in multiprocessing.get_all_start_methods():
+        if (
+            method not in ("forkserver", "spawn")
+            or method not in multiprocessing.get_all_start_methods()
+        ):
             raise ValueError(
                 f"start_method must be 'forkserver' or 'spawn' (available here: "
                 f"{[m for m in multiprocessing.get_all_start_methods() if m != 'fork']}), got "
@@ -237,6 +255,20 @@ class ProcessExecutor(WorkerPool):
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes started so far."""
         return [pid for pid in (c.pid for c in self._contexts) if pid is not None]
+
+    def _stop_at_exit(self) -> None:
+        # A call still running in a child must not hold the interpreter's exit
+        # hostage: give running calls a grace period, then kill their workers
+        # (each worker thread then sees EOF, reaps its child and sweeps).
+        self.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + _EXIT_GRACE
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for ctx in self._contexts:
+            ctx.kill()
+        for thread in self._threads:
+            thread.join()
+        _shm.sweep(self._prefix)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)

@@ -18,7 +18,9 @@ def _reply(transport: Endpoint, out: tuple[Any, ...], where: str) -> bytes:
     try:
         return transport.dumps(out)
     except BaseException as exc:  # an unpicklable result becomes that call's error
-        err = TypeError(f"the result ({type(out[1]).__name__}) cannot be pickled back to the parent: {exc}")
+        err = TypeError(
+            f"the result ({type(out[1]).__name__}) cannot be pickled back to the parent: {exc}"
+        )
         return transport.dumps((False, *pack_exception(err, where)))
 
 

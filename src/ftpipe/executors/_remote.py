@@ -32,7 +32,9 @@ def pack_exception(exc: BaseException, where: str) -> tuple[BaseException, str]:
     try:
         pickle.loads(pickle.dumps(exc, protocol=5))
     except Exception:
-        exc = RuntimeError(f"{type(exc).__qualname__}: {exc} (the original exception could not be pickled)")
+        exc = RuntimeError(
+            f"{type(exc).__qualname__}: {exc} (the original exception could not be pickled)"
+        )
     return exc, text
 
 

@@ -123,6 +123,24 @@ def _has_large_bytes(obj: Any, threshold: int, depth: int = 3) -> bool:
     return any(_has_large_bytes(x, threshold, depth - 1) for x in itertools.islice(obj, 64))
 
 
+class _BytesPickler(pickle.Pickler):
+    """A pickler that also moves large bytes / bytearray into the sender's segments."""
+
+    def __init__(
+        self, file: io.BytesIO, endpoint: Endpoint, used: list[tuple[str, int, bool]], callback: Any
+    ) -> None:
+        super().__init__(file, protocol=5, buffer_callback=callback)
+        self._endpoint = endpoint
+        self._used = used
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) in (bytes, bytearray) and len(obj) >= self._endpoint.threshold:
+            name = self._endpoint._segment_for(memoryview(obj))
+            self._used.append((name, len(obj), False))
+            return (type(obj) is bytearray, name, len(obj))
+        return None
+
+
 class Endpoint:
     """One side of a connection: owns the segments it sends, maps the ones it receives.
 
@@ -192,17 +210,10 @@ class Endpoint:
             return False
 
         out = io.BytesIO()
-        pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
         if _has_large_bytes(obj, threshold):
-
-            def persistent_id(o: Any) -> Any:
-                if type(o) in (bytes, bytearray) and len(o) >= threshold:
-                    name = self._segment_for(memoryview(o))
-                    used.append((name, len(o), False))
-                    return (type(o) is bytearray, name, len(o))
-                return None
-
-            pickler.persistent_id = persistent_id  # type: ignore[method-assign]
+            pickler: pickle.Pickler = _BytesPickler(out, self, used, buffer_callback)
+        else:
+            pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
         pickler.dump(obj)
         return out.getvalue()
 

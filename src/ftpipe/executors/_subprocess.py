@@ -81,7 +81,7 @@ class SubprocessPipeline:
         ctx = multiprocessing.get_context(start_method or default_start_method())
         self._prefix = _shm.new_prefix()
         self._conn, child_end = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(
+        self._proc = ctx.Process(  # type: ignore[attr-defined]
             target=pipeline_main,
             args=(child_end, self._prefix, blob, buffer_size),
             name="ftpipe:pipeline",
@@ -121,7 +121,10 @@ class SubprocessPipeline:
             self._owed += 1
             if self._owed >= self._refill:
                 # Credits carry release notices: segments whose arrays died here.
-                self._conn.send_bytes(self._endpoint.dumps(self._owed))
+                try:
+                    self._conn.send_bytes(self._endpoint.dumps(self._owed))
+                except OSError:
+                    pass  # the child is gone; its last messages (or EOF) come next
                 self._owed = 0
             return self._endpoint.loads(body)
         self.close()
@@ -211,4 +214,3 @@ def run_in_subprocess(
         raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
     config = builder.config() if hasattr(builder, "config") else builder
     return SubprocessPipeline(config, buffer_size=buffer_size, start_method=start_method)
-

@@ -1,0 +1,85 @@
+"""Transport benchmark: 8 MiB float32 arrays through 2 worker processes and back.
+
+Compares, in one run:
+  ftpipe      ProcessExecutor(2).map(identity, arrays)  (shared memory, protocol 5)
+  Pool        multiprocessing Pool(2).imap(identity, arrays)  (pickles through pipes)
+  copy        arr.copy() in this process: the physical limit of moving the bytes once
+
+Prints the median throughput of several repeats and the ratios
+ftpipe / Pool (target >= 5x) and ftpipe / copy (target >= 0.3).
+
+    python benchmarks/transport.py [--quick] [--arrays N] [--repeats R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+import ftpipe
+
+MIB = 1 << 20
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def _timed(run: Any, arrays: list[Any], repeats: int) -> float:
+    """Median seconds per array over ``repeats`` passes."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for out in run(arrays):
+            assert out.nbytes == arrays[0].nbytes
+        times.append((time.perf_counter() - start) / len(arrays))
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer arrays and repeats")
+    parser.add_argument("--arrays", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    n = args.arrays or (8 if args.quick else 32)
+    repeats = args.repeats or (3 if args.quick else 5)
+    arrays = [np.random.default_rng(i).random(2 * MIB, dtype=np.float32) for i in range(n)]
+    size = arrays[0].nbytes
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with (
+        ftpipe.ProcessExecutor(2, name="transport") as ex,
+        multiprocessing.get_context(method).Pool(2) as pool,
+    ):
+        list(ex.map(identity, arrays[:4]))  # warm: workers started, pages touched
+        list(pool.imap(identity, arrays[:4]))
+        ours = _timed(lambda a: ex.map(identity, a), arrays, repeats)
+        theirs = _timed(lambda a: pool.imap(identity, a), arrays, repeats)
+        copy = _timed(lambda a: (x.copy() for x in a), arrays, repeats)
+
+    def row(label: str, seconds: float) -> str:
+        return f"{label:<28} {seconds * 1e3:9.2f} ms/array {size / seconds / 1e9:8.2f} GB/s"
+
+    print(
+        f"transport: {n} arrays of {size // MIB} MiB float32, 2 workers, median of {repeats}, "
+        f"Python {sys.version.split()[0]} ({ftpipe.runtime_info(find_others=False).gil_summary})"
+    )
+    print(row("ftpipe ProcessExecutor", ours))
+    print(row("multiprocessing Pool.imap", theirs))
+    print(row("in-process copy (limit)", copy))
+    print(f"ftpipe vs Pool: {theirs / ours:.1f}x faster (target >= 5x)")
+    print(f"ftpipe vs in-process copy: {copy / ours:.2f} of the limit (target >= 0.3)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

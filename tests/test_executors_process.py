@@ -1,0 +1,236 @@
+"""ProcessExecutor: persistent workers, shared-memory transport, broken workers, no leaks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import BrokenExecutor
+
+import numpy as np
+import psutil
+import pytest
+
+import ftpipe
+import test_executors_workloads as w
+from ftpipe.executors import BrokenWorkerError, ProcessExecutor, RemoteTraceback
+
+
+def _segments(prefix: str) -> list[str]:
+    return [e for e in os.listdir("/dev/shm") if e.startswith(prefix)]
+
+
+def _children() -> set[int]:
+    """Our live descendants, minus the forkserver and resource tracker (they outlive executors)."""
+    me = os.getpid()
+    pids = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            helper = p.ppid() == me and any(
+                k in " ".join(p.cmdline()) for k in ("forkserver", "resource_tracker")
+            )
+            if not helper and p.status() != psutil.STATUS_ZOMBIE:
+                pids.add(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def shared() -> Iterator[ProcessExecutor]:
+    """Two warm workers shared by the tests that do not break them."""
+    ex = ProcessExecutor(2, name="shared-stage")
+    # Start both workers now, so their threads predate each test's thread-leak check.
+    list(ex.map(w.sleep_then, [0.2, 0.2]))
+    assert len(ex.worker_pids()) == 2
+    yield ex
+    ex.shutdown()
+    assert _segments(ex.shm_prefix) == []
+
+
+def test_map_runs_in_other_processes(shared: ProcessExecutor) -> None:
+    assert list(shared.map(w.square, range(10))) == [x * x for x in range(10)]
+    pids = set(shared.map(w.getpid, range(8)))
+    assert os.getpid() not in pids and pids <= set(shared.worker_pids())
+
+
+def test_callable_objects_and_exceptions(shared: ProcessExecutor) -> None:
+    assert shared.submit(w.Adder(5), 1).result() == 6
+    with pytest.raises(ValueError, match="boom on 7") as info:
+        shared.submit(w.boom, 7).result()
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "in worker process" in str(info.value.__cause__) and "boom" in str(info.value.__cause__)
+
+
+def test_numpy_round_trip_through_shared_memory(shared: ProcessExecutor) -> None:
+    a = np.arange(2 << 20, dtype=np.float32)  # 8 MiB
+    out = shared.submit(w.numpy_double, a).result()
+    assert np.array_equal(out, a * 2) and out.flags.writeable
+    assert shared.submit(w.numpy_sum, a).result() == float(a.sum())
+    big = os.urandom(1 << 20)
+    assert shared.submit(w.identity, big).result() == big
+    # Segments are kept for reuse while the executor lives (the fixture checks they go).
+    assert len(_segments(shared.shm_prefix)) <= 4 * 8
+
+
+def test_unpicklable_argument_or_result_fails_only_that_call(shared: ProcessExecutor) -> None:
+    import threading
+
+    with pytest.raises(TypeError, match="cannot send"):
+        shared.submit(w.identity, threading.Lock()).result()
+    with pytest.raises(TypeError, match="cannot be pickled back"):
+        shared.submit(w.unpicklable_result).result()
+    assert shared.submit(w.square, 3).result() == 9
+
+
+def test_initializer_runs_in_each_worker() -> None:
+    with ProcessExecutor(1, initializer=w.set_state, initargs=("ready",)) as ex:
+        assert ex.submit(w.get_state).result() == "ready"
+
+
+def test_failing_initializer_breaks_the_executor() -> None:
+    with (
+        ProcessExecutor(1, initializer=w.failing_initializer, name="init-stage") as ex,
+        pytest.raises(BrokenWorkerError, match="init-stage.*initializer says no"),
+    ):
+        ex.submit(w.square, 2).result(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("fn", "arg", "expected"),
+    [
+        (w.kill_self, None, r"killed by signal SIGKILL \(exit code -9\)"),
+        (w.exit_with, 3, "exited with code 3"),
+    ],
+)
+def test_dead_worker_breaks_the_executor_quickly(fn, arg, expected) -> None:  # type: ignore[no-untyped-def]
+    before = _children()
+    ex = ProcessExecutor(1, name="doomed-stage")
+    ex.submit(w.square, 1).result(timeout=30)  # warm: measure the death, not the start
+    doomed = ex.submit(fn, arg)
+    queued = [ex.submit(w.square, i) for i in range(3)]
+    start = time.monotonic()
+    with pytest.raises(BrokenWorkerError, match=f"doomed-stage.*{expected}") as info:
+        doomed.result(timeout=10)
+    assert time.monotonic() - start < 2.0
+    assert isinstance(info.value, BrokenExecutor)
+    assert info.value.name == "doomed-stage" and info.value.exitcode is not None
+    for f in queued:
+        with pytest.raises(BrokenWorkerError):
+            f.result(timeout=5)
+    with pytest.raises(BrokenWorkerError):
+        ex.submit(w.square, 1)
+    ex.shutdown()
+    assert _children() <= before
+    assert _segments(ex.shm_prefix) == []
+
+
+def test_shutdown_reaps_every_worker() -> None:
+    before = _children()
+    ex = ProcessExecutor(2)
+    list(ex.map(w.sleep_then, [0.1, 0.1]))
+    pids = ex.worker_pids()
+    assert set(pids) <= _children()
+    ex.shutdown()
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    assert _children() <= before
+
+
+def test_fork_is_refused() -> None:
+    with pytest.raises(ValueError, match="fork"):
+        ProcessExecutor(1, start_method="fork")
+
+
+def test_spawn_works() -> None:
+    with ProcessExecutor(1, start_method="spawn") as ex:
+        assert ex.submit(w.square, 5).result(timeout=60) == 25
+
+
+SCRIPT = """
+import numpy as np, sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+from ftpipe.executors import ProcessExecutor
+if __name__ == "__main__":
+    with ProcessExecutor(2) as ex:
+        for out in ex.map(w.numpy_double, [np.ones(1 << 20)] * 4):
+            assert out[0] == 2
+    ex = ProcessExecutor(1)
+    f = ex.submit(w.kill_self)
+    try:
+        f.result()
+    except Exception as e:
+        print("broken:", type(e).__name__)
+    ex.shutdown()
+    # An executor nobody shut down: the exit hook must stop it.
+    leaked = ProcessExecutor(1)
+    leaked.submit(w.square, 2).result()
+    # One stuck in a long call: the exit hook must not wait for it.
+    stuck = ProcessExecutor(1)
+    stuck.submit(w.square, 2).result()
+    stuck.submit(w.sleep_then, 600)
+    print("done")
+"""
+
+
+def test_no_resource_tracker_warnings_and_clean_exit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(tests=os.path.dirname(__file__)))
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 30  # the stuck worker was killed at exit, not waited for
+    assert proc.returncode == 0, proc.stderr
+    assert "broken: BrokenWorkerError" in proc.stdout and "done" in proc.stdout
+    assert "resource_tracker" not in proc.stderr and "leaked" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr
+
+
+KILLED_PARENT = """
+import numpy as np, os, signal, sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+from ftpipe.executors import ProcessExecutor
+if __name__ == "__main__":
+    ex = ProcessExecutor(2)
+    kept = list(ex.map(w.numpy_double, [np.ones(1 << 18)] * 4))  # segments in use on both sides
+    print(ex.shm_prefix, *ex.worker_pids(), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_workers_clean_up_when_the_parent_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_PARENT.format(tests=os.path.dirname(__file__)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    prefix, *pids = proc.stdout.split()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(psutil.pid_exists(int(p)) for p in pids):
+        time.sleep(0.05)  # the orphans see EOF on their pipe and exit
+    assert not any(psutil.pid_exists(int(p)) for p in pids)
+    assert _segments(prefix) == []
+
+
+def _kill_on_3(x: int) -> int:
+    if x == 3:
+        w.kill_self()
+    return x
+
+
+def test_a_killed_worker_fails_the_pipeline_with_the_stage_name() -> None:
+    before = _children()
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(1000))
+        .pipe(_kill_on_3, concurrency=2, executor="process", name="fragile")
+        .build()
+    )
+    start = time.monotonic()
+    with pipeline, pytest.raises(BrokenWorkerError, match="'fragile'.*SIGKILL") as info:
+        for _ in pipeline:
+            pass
+    assert time.monotonic() - start < 10.0  # includes starting two workers
+    assert any("fragile" in note for note in getattr(info.value, "__notes__", []))
+    assert _children() <= before

@@ -1,0 +1,108 @@
+"""The shared-memory pickle transport: zero-copy receive, safe reuse, nothing left behind."""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import os
+import pickle
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from ftpipe.executors import _shm
+
+pytestmark = pytest.mark.skipif(not _shm._AVAILABLE, reason="no writable /dev/shm here")
+
+
+def _names(prefix: str) -> set[str]:
+    return {e for e in os.listdir(_shm.SHM_DIR) if e.startswith(prefix)}
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[_shm.Endpoint, _shm.Endpoint]]:
+    prefix = _shm.new_prefix()
+    a, b = _shm.Endpoint(f"{prefix}a"), _shm.Endpoint(f"{prefix}b")
+    yield a, b
+    a.close()
+    b.close()
+    _shm.sweep(prefix)
+    assert _names(prefix) == set()
+
+
+def test_arrays_arrive_as_views_of_the_segment(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    x = np.arange(1 << 20, dtype=np.float32)
+    message = a.dumps((x, "tag"))
+    assert len(message) < 4096  # the data did not go into the pickle
+    y, tag = b.loads(message)
+    assert tag == "tag" and np.array_equal(x, y) and y.flags.writeable
+    owner = y
+    while not isinstance(owner, mmap.mmap):  # the array's memory is the mapping: no copy
+        owner = owner.obj if isinstance(owner, memoryview) else owner.base
+    y[0] = 42.0
+    assert x[0] == 0.0
+
+
+def test_segments_are_reused_only_after_the_receiver_drops_its_views(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    first = b.loads(a.dumps(np.full(1 << 18, 1.0)))
+    kept = b.loads(a.dumps(np.full(1 << 18, 2.0)))
+    assert len(_names(a.prefix)) == 2
+    del first
+    gc.collect()
+    a.loads(b.dumps(None))  # the reply carries the release notice
+    third = b.loads(a.dumps(np.full(1 << 18, 3.0)))
+    assert len(_names(a.prefix)) == 2  # reused the released segment
+    assert float(kept[0]) == 2.0 and float(third[0]) == 3.0  # the kept view was not overwritten
+
+
+def test_small_buffers_stay_in_band(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    assert list(b.loads(a.dumps(np.arange(10)))) == list(range(10))
+    assert _names(a.prefix) == set()
+    payload, used, _ = pickle.loads(a.dumps({"k": [1, 2]}))
+    assert used == () and pickle.loads(payload) == {"k": [1, 2]}
+
+
+def test_large_bytes_and_bytearrays(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    big = os.urandom(1 << 20)
+    message = a.dumps([{"b": big, "ba": bytearray(big[:200_000]), "small": b"x"}])
+    assert len(message) < 4096
+    out = b.loads(message)[0]
+    assert out["b"] == big and type(out["b"]) is bytes
+    assert out["ba"] == bytearray(big[:200_000]) and type(out["ba"]) is bytearray
+    a.loads(b.dumps(None))
+    assert len(a._free) == 2  # copied out on receipt, so released at once
+
+
+def test_a_failed_pickle_returns_its_segments(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _ = pair
+    with pytest.raises(TypeError):
+        a.dumps((np.zeros(1 << 18), threading.Lock()))
+    assert len(a._free) == 1 and not a._lent
+
+
+def test_free_list_is_bounded_and_the_peer_forgets_destroyed_segments(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    views = [
+        b.loads(a.dumps(np.zeros((1 << 16) + 1024 * i, dtype=np.uint8)))
+        for i in range(_shm.MAX_FREE + 3)
+    ]
+    del views
+    gc.collect()
+    a.loads(b.dumps(None))
+    assert len(a._free) == _shm.MAX_FREE
+    assert len(_names(a.prefix)) == _shm.MAX_FREE
+    b.loads(a.dumps(None))  # carries the destroyed names
+    assert len(b._peer) == _shm.MAX_FREE
+
+
+def test_sweep_removes_every_name_with_the_prefix(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    b.loads(a.dumps(np.zeros(1 << 18)))
+    a.dumps(np.zeros(1 << 18))  # never received
+    assert _shm.sweep(a.prefix) == 2

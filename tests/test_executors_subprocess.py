@@ -1,0 +1,108 @@
+"""run_in_subprocess: a whole pipeline in one child process, streamed back."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+
+import ftpipe
+import test_executors_workloads as w
+from ftpipe import BrokenWorkerError, run_in_subprocess
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _segments() -> list[str]:
+    return [e for e in os.listdir("/dev/shm") if e.startswith("ftpipe-")]
+
+
+def test_results_stream_back_in_order() -> None:
+    builder = ftpipe.PipelineBuilder().add_source(range(50)).pipe(w.square, concurrency=3)
+    with run_in_subprocess(builder, buffer_size=4) as results:
+        pid = results.pid
+        assert pid != os.getpid()
+        assert list(results) == [x * x for x in range(50)]
+    assert not _alive(pid)
+
+
+def test_numpy_results_come_through_shared_memory() -> None:
+    builder = ftpipe.PipelineBuilder().add_source([1 << 18] * 6).pipe(w.numpy_array, concurrency=2)
+    with run_in_subprocess(builder) as results:
+        arrays = list(results)
+    assert len(arrays) == 6 and all(a.shape == (1 << 18,) and a[0] == 7 for a in arrays)
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+
+
+def test_child_error_reraises_here_with_the_stage_note() -> None:
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(10))
+        .pipe(functools.partial(w.fail_on, 5), name="picky")
+    )
+    with run_in_subprocess(builder) as results:
+        got = []
+        with pytest.raises(ValueError, match="bad item 5") as info:
+            for x in results:
+                got.append(x)
+    assert got == list(range(len(got))) and len(got) <= 5  # the engine may drop in-flight items
+    assert any("picky" in note for note in getattr(info.value, "__notes__", []))
+    assert not _alive(results.pid)
+
+
+def test_break_stops_and_reaps_the_child() -> None:
+    builder = ftpipe.PipelineBuilder().add_source(range(10_000)).pipe(w.square)
+    results = run_in_subprocess(builder, buffer_size=2)
+    for i, _ in enumerate(results):
+        if i == 3:
+            break
+    results.close()
+    assert not _alive(results.pid)
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+
+
+def test_close_while_the_child_is_inside_a_slow_stage() -> None:
+    builder = ftpipe.PipelineBuilder().add_source([5.0, 5.0]).pipe(w.sleep_then)
+    results = run_in_subprocess(builder)
+    time.sleep(0.5)
+    start = time.monotonic()
+    results.close()
+    assert time.monotonic() - start < 3.0
+    assert not _alive(results.pid)
+
+
+def test_child_death_is_an_error_not_a_hang() -> None:
+    builder = ftpipe.PipelineBuilder().add_source([0.2] * 100).pipe(w.sleep_then)
+    results = run_in_subprocess(builder)
+    next(results)
+    os.kill(results.pid, signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(BrokenWorkerError, match="SIGKILL"):
+        for _ in results:
+            pass
+    assert time.monotonic() - start < 2.0
+
+
+def test_what_cannot_move_is_refused_up_front() -> None:
+    gen_source = ftpipe.PipelineBuilder().add_source(x for x in range(3)).pipe(w.square)
+    with pytest.raises(TypeError, match="source.*generator"):
+        run_in_subprocess(gen_source)
+    lam = ftpipe.PipelineBuilder().add_source([1]).pipe(lambda x: x, name="lam")
+    with pytest.raises(TypeError, match="stage 'lam'.*lambda"):
+        run_in_subprocess(lam)
+    with ThreadPoolExecutor(1) as pool:
+        own = ftpipe.PipelineBuilder().add_source([1]).pipe(w.square, executor=pool, name="own")
+        with pytest.raises(TypeError, match="stage 'own'.*user-supplied executor"):
+            run_in_subprocess(own)
+    with pytest.raises(ValueError, match="buffer_size"):
+        run_in_subprocess(ftpipe.PipelineBuilder().add_source([1]), buffer_size=0)

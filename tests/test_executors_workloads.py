@@ -1,0 +1,116 @@
+"""Functions the executor tests send to threads, subinterpreters and child processes.
+
+Importable by name and free of numpy at import time, so a subinterpreter can
+import this module (numpy refuses to load there).  No tests live here.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+_state: dict[str, Any] = {}
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def identity(x: Any) -> Any:
+    return x
+
+
+def boom(x: Any) -> Any:
+    raise ValueError(f"boom on {x!r}")
+
+
+def fail_on(bad: int, x: int) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def getpid(_: Any = None) -> int:
+    return os.getpid()
+
+
+def spin(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+def sleep_then(seconds: float, x: Any = None) -> Any:
+    time.sleep(seconds)
+    return x
+
+
+def kill_self(_: Any = None) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(10)  # not reached
+
+
+def exit_with(code: int) -> None:
+    os._exit(code)
+
+
+def set_state(value: Any) -> None:
+    _state["value"] = value
+
+
+def get_state(_: Any = None) -> Any:
+    return _state.get("value")
+
+
+def failing_initializer() -> None:
+    raise RuntimeError("initializer says no")
+
+
+def explode(x: int) -> list[int]:
+    """Generator stage: yields x copies of x."""
+    return [x] * x
+
+
+def explode_gen(x: int) -> Any:
+    for _ in range(x):
+        yield x
+
+
+def numpy_double(x: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(x) * 2
+
+
+def numpy_array(n: int) -> Any:
+    import numpy as np
+
+    return np.full(n, 7, dtype=np.float32)
+
+
+def numpy_sum(a: Any) -> float:
+    return float(a.sum())
+
+
+def has_path(entry: str) -> bool:
+    return entry in sys.path
+
+
+def unpicklable_result(_: Any = None) -> Any:
+    import threading
+
+    return threading.Lock()
+
+
+class Adder:
+    """A picklable callable object."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __call__(self, x: int) -> int:
+        return x + self.n
