@@ -315,6 +315,7 @@ def _identity(x: int) -> int:
     return x
 
 
+@pytest.mark.thread_unsafe(reason="patches ftpipe._engine._channel._wake_all for the whole process")
 def test_ctrl_c_inside_the_consumers_get_does_not_strand_sleeping_workers(monkeypatch):
     """Ctrl-C landing inside ``Channel.get`` left workers asleep forever; close() hung.
 
@@ -367,3 +368,81 @@ def test_ctrl_c_inside_the_consumers_get_does_not_strand_sleeping_workers(monkey
         real(dropped)
         closer.join(10)
     assert not hung, "close() hung: producers asleep in Channel.put were never woken"
+
+
+def _ten_each(x: int):
+    yield from range(10 * x, 10 * x + 10)
+
+
+@pytest.mark.parametrize("on_error", ["raise", "skip"])
+def test_closing_while_a_generator_streams_is_not_a_stage_failure(on_error):
+    """``close()`` during a generator's partial hand-off was recorded as a stage failure.
+
+    _workers.py ``_thread_worker.run`` (2f31788): when a generator yields more than
+    the output buffer holds, the worker calls ``outbox.put(..., final=False)``
+    *inside* the ``try`` around the generator; once the pipeline stops, that put
+    raises the engine's internal ``Stopped``, which the ``except BaseException``
+    hands to ``stage.failed``: the stage counts a failure, and with no other error
+    ``Stopped`` (with the note "raised in stage ...") becomes the pipeline's error,
+    raised by ``next()`` in a consumer thread that was waiting (found by the soak of
+    stress/test_lifecycle_stateful.py, close while another thread iterates).  With
+    ``on_error="skip"`` it is silently counted as a skipped input instead.
+    """
+    import time
+
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(1000))
+        .pipe(_ten_each, on_error=on_error, name="gen")
+        .add_sink(buffer_size=2)
+        .build()
+    )
+    pipeline.start()
+    assert next(pipeline) == 0
+    time.sleep(0.3)  # the worker refills the 2-item sink and blocks in a partial put
+    pipeline.close()
+    assert pipeline.stats()["gen"].failures == 0, str(pipeline.stats())
+    assert pipeline._run.error is None, repr(pipeline._run.error)  # noqa: SLF001
+
+
+def _noop(x: int) -> int:
+    return x
+
+
+def test_close_racing_start_never_joins_an_unstarted_thread():
+    """``close()`` racing ``start()`` raised "cannot join thread before it is started".
+
+    _pipeline.py ``_Run.thread``: the new thread is appended to ``_threads`` under
+    the lock but started after releasing it; a ``close()`` in another thread copies
+    ``_threads`` in ``join()`` and calls ``Thread.join`` on one not started yet.
+    Found by the soak of stress/test_lifecycle_stateful.py (``close_racing_start``).
+    """
+    errors: list[BaseException] = []
+    for _ in range(300):
+        pipeline = (
+            ftpipe.PipelineBuilder().add_source(range(100)).pipe(_noop, concurrency=8).build()
+        )
+        barrier = threading.Barrier(2)
+
+        def start(
+            pipeline: ftpipe.Pipeline = pipeline, barrier: threading.Barrier = barrier
+        ) -> None:
+            barrier.wait()
+            try:
+                pipeline.start()
+            except RuntimeError as exc:
+                if "already ran" not in str(exc):
+                    errors.append(exc)
+
+        starter = threading.Thread(target=start)
+        starter.start()
+        barrier.wait()
+        try:
+            pipeline.close()
+        except RuntimeError as exc:
+            errors.append(exc)
+        starter.join()
+        pipeline.close()
+        if errors:
+            break
+    assert not errors, errors[0]

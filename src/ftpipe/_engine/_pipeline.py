@@ -144,9 +144,13 @@ class _Run:
 
         thread = threading.Thread(target=body, name=name, daemon=True)
         with self._lock:
+            # Started under the lock, so join() never sees a thread it cannot join;
+            # none is started once stopping (close() racing start()).
+            if self._stopping.is_set():
+                return
             self._threads.append(thread)
             self._live += 1
-        thread.start()
+            thread.start()
 
     # -- lifecycle ---------------------------------------------------------------------
 

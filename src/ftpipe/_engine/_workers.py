@@ -318,6 +318,8 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                                 out.extend(islice(produced, room))
                                 if len(out) - before < room:
                                     break
+                        except Stopped:
+                            raise  # the pipeline is stopping: not a failure of this input
                         except BaseException as exc:  # noqa: BLE001 - the policy decides
                             # A skipped input contributes nothing, except what was
                             # already handed downstream because it did not fit.
