@@ -76,7 +76,7 @@ class PipelineStats:
         stages: The source first, then every stage in order.
         elapsed_s: Seconds since the pipeline started.
         bottleneck: The name of the stage limiting throughput (the one whose
-            workers are busy the largest fraction of the time), or None before
+            workers spent the most time busy, per worker), or None before
             anything ran.
     """
 
@@ -149,8 +149,12 @@ def merge(
 
 
 def find_bottleneck(stages: tuple[StageStats, ...]) -> str | None:
-    """Name the stage whose workers spend the largest share of their time busy."""
+    """Name the stage whose workers were busy the longest, per worker.
+
+    Per-worker busy seconds, not the busy share: a stage that ran for a moment
+    and finished (a cheap source) can have a share near 1 and limit nothing.
+    """
     ran = [s for s in stages if s.busy_s > 0]
     if not ran:
         return None
-    return max(ran, key=lambda s: s.utilization).name
+    return max(ran, key=lambda s: s.busy_s / s.concurrency).name
