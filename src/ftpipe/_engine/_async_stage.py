@@ -109,7 +109,12 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
 
     running: dict[asyncio.Task[list[Any]], int] = {}
     fetches: set[asyncio.Task[Any]] = set()
-    fetcher, putter = _Offload(stage, "get"), _Offload(stage, "put")
+    fetcher = _Offload(stage, "get")
+    try:
+        putter = _Offload(stage, "put")
+    except Stopped:  # closed while starting
+        fetcher.close()
+        raise
     try:
         await _loop(stage, counters, call, running, fetches, fetcher, putter)
     finally:

@@ -147,7 +147,7 @@ class _Run:
             # Started under the lock, so join() never sees a thread it cannot join;
             # none is started once stopping (close() racing start()).
             if self._stopping.is_set():
-                return
+                raise Stopped
             self._threads.append(thread)
             self._live += 1
             thread.start()
@@ -160,6 +160,8 @@ class _Run:
             self.source_counters = start_source(self._source, self.source_out, self)
             for stage in self.stages:
                 start_stage(stage)
+        except Stopped:
+            pass  # closed while starting: what did start is stopping already
         except BaseException:
             self.stop()
             raise

@@ -49,7 +49,8 @@ class Control(Protocol):
         self, exc: BaseException, note: str | None = None, *, stage: int | None = None, seq: int = 0
     ) -> None: ...
 
-    def thread(self, target: Callable[[], None], name: str) -> None: ...
+    def thread(self, target: Callable[[], None], name: str) -> None:
+        """Start a pipeline thread; raises Stopped once the pipeline is stopping."""
 
 
 class StageRuntime:
