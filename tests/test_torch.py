@@ -1,0 +1,409 @@
+"""ftpipe.torch: collate, to_device, PipelineLoader, CacheLoader, and a real training loop."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import subprocess
+import sys
+import threading
+from collections import OrderedDict, namedtuple
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import ftpipe  # noqa: E402
+import ftpipe.torch as ft  # noqa: E402
+
+pytestmark = pytest.mark.torch
+
+Pair = namedtuple("Pair", "x y")
+
+
+# -- module-level stage functions: the process executor imports them by name ---------
+
+
+def make_sample(i: int) -> tuple[np.ndarray, int]:
+    return np.full((3, 4), i, dtype=np.float32), i
+
+
+def make_batch(indices: list[int]) -> dict[str, np.ndarray]:
+    x = np.stack([np.full((2,), i, dtype=np.float32) for i in indices])
+    return {"x": x, "i": np.asarray(indices, dtype=np.int64)}
+
+
+# -- collate ----------------------------------------------------------------------------
+
+
+def test_collate_numpy_numbers_and_tensors_dtypes_and_shapes() -> None:
+    samples = [
+        (
+            np.full((3, 2), i, dtype=np.uint8),
+            i,
+            float(i),
+            bool(i % 2),
+            np.float16(i),
+            torch.ones(5) * i,
+        )
+        for i in range(4)
+    ]
+    img, ints, floats, bools, halves, tens = ft.collate(samples)
+    assert isinstance(img, torch.Tensor) and img.dtype == torch.uint8 and img.shape == (4, 3, 2)
+    assert img[:, 0, 0].tolist() == [0, 1, 2, 3]
+    assert ints.dtype == torch.int64 and ints.tolist() == [0, 1, 2, 3]
+    assert floats.dtype == torch.float64 and floats.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert bools.dtype == torch.bool and bools.tolist() == [False, True, False, True]
+    assert halves.dtype == torch.float16 and halves.shape == (4,)
+    assert tens.shape == (4, 5) and tens[:, 0].tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_collate_keeps_the_sample_structure() -> None:
+    samples = [
+        {
+            "image": np.zeros((2, 2), np.float32),
+            "label": i,
+            "name": f"s{i}",
+            "pair": Pair(i, [i, -i]),
+        }
+        for i in range(3)
+    ]
+    batch = ft.collate(samples)
+    assert isinstance(batch, dict) and list(batch) == ["image", "label", "name", "pair"]
+    assert batch["image"].shape == (3, 2, 2) and batch["image"].dtype == torch.float32
+    assert batch["label"].tolist() == [0, 1, 2]
+    assert batch["name"] == ["s0", "s1", "s2"]  # strings stay a list, like default_collate
+    assert isinstance(batch["pair"], Pair)
+    assert batch["pair"].x.tolist() == [0, 1, 2]
+    assert isinstance(batch["pair"].y, list) and batch["pair"].y[1].tolist() == [0, -1, -2]
+    ordered = ft.collate([OrderedDict(a=1), OrderedDict(a=2)])
+    assert isinstance(ordered, OrderedDict)
+    assert isinstance(ft.collate([(1, 2), (3, 4)]), tuple)  # default_collate would give a list
+
+
+def test_collate_names_the_bad_sample_and_field() -> None:
+    samples = [
+        {"image": np.zeros((2, 2))},
+        {"image": np.zeros((2, 2))},
+        {"image": np.zeros((3, 2))},
+    ]
+    with pytest.raises(ValueError, match=r"samples\[2\]\['image'\] has shape \(3, 2\)"):
+        ft.collate(samples)
+    with pytest.raises(ValueError, match=r"samples\[1\] has keys \['b'\]"):
+        ft.collate([{"a": 1}, {"b": 1}])
+    with pytest.raises(ValueError, match="empty"):
+        ft.collate([])
+    with pytest.raises(TypeError, match="object"):
+        ft.collate([np.array([None]), np.array([None])])
+    with pytest.raises(TypeError, match="sequence of samples"):
+        ft.collate(np.zeros(3))
+
+
+def test_collate_and_as_tensors_do_not_copy_more_than_stacking() -> None:
+    batch = np.arange(12, dtype=np.float32).reshape(3, 4)
+    converted = ft.as_tensors({"x": batch, "meta": (batch, "keep")})
+    assert np.shares_memory(converted["x"].numpy(), batch)
+    assert np.shares_memory(converted["meta"][0].numpy(), batch)
+    assert converted["meta"][1] == "keep"
+    converted["x"][0, 0] = 100.0  # a view, not a copy: writes show through
+    assert batch[0, 0] == 100.0
+    # The tensor collate returns views the stacked array (no second copy after np.stack).
+    stacked = ft.collate([np.ones(4, np.float32), np.zeros(4, np.float32)])
+    assert stacked.numpy().base is not None and stacked.numpy().flags.c_contiguous
+    read_only = np.ones(3)
+    read_only.flags.writeable = False
+    safe = ft.as_tensors(read_only)
+    assert not np.shares_memory(safe.numpy(), read_only)  # copied: tensors are writable
+    assert ft.as_tensors(np.arange(4)[::-1]).tolist() == [3, 2, 1, 0]  # negative strides
+
+
+# -- to_device --------------------------------------------------------------------------
+
+
+def test_to_device_cpu_is_a_no_op_and_pickles() -> None:
+    move = ft.to_device("cpu")
+    batch = {"x": torch.ones(2), "y": [torch.zeros(1)], "n": 3}
+    assert move(batch) is batch
+    pinned_request = ft.to_device(torch.device("cpu"), pin_memory=True)
+    out = pinned_request(batch)
+    if not torch.cuda.is_available():  # pinning needs CUDA: never attempted without it
+        assert out is batch
+    assert pickle.loads(pickle.dumps(move))(batch) is batch
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_to_device_cuda_without_cuda_says_so() -> None:
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        ft.to_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_to_device_cuda_moves_every_tensor() -> None:
+    out = ft.to_device("cuda")({"x": torch.ones(2), "t": (torch.zeros(1), "s")})
+    assert out["x"].device.type == "cuda" and out["t"][0].device.type == "cuda"
+    assert out["t"][1] == "s"
+
+
+# -- PipelineLoader ---------------------------------------------------------------------
+
+
+def _builder(
+    epoch: int, n: int = 10, batch: int = 4, drop_last: bool = False
+) -> ftpipe.PipelineBuilder:
+    order = np.random.default_rng(epoch).permutation(n).tolist()
+    return (
+        ftpipe.PipelineBuilder()
+        .add_source(order)
+        .pipe(make_sample, concurrency=2)
+        .aggregate(batch, drop_last=drop_last)
+        .pipe(ft.collate)
+        .add_sink(buffer_size=2)
+    )
+
+
+def test_loader_rebuilds_per_epoch_and_follows_set_epoch() -> None:
+    loader = ft.PipelineLoader(_builder)
+    assert len(loader) == 3 and loader.batch_size == 4
+    first = [y.tolist() for _, y in loader]
+    again = [y.tolist() for _, y in loader]  # no set_epoch: same epoch, same order
+    assert first == again
+    loader.set_epoch(1)
+    assert loader.epoch == 1
+    other = [y.tolist() for _, y in loader]
+    assert other != first
+    for epoch_batches in (first, other):
+        assert sorted(sum(epoch_batches, [])) == list(range(10))  # every sample once per epoch
+        assert [len(b) for b in epoch_batches] == [4, 4, 2]
+    x, y = next(iter(ft.PipelineLoader(_builder)))
+    assert x.shape == (4, 3, 4) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_loader_len_follows_aggregate_and_drop_last() -> None:
+    assert len(ft.PipelineLoader(functools.partial(_builder, n=10, drop_last=True))) == 2
+    assert len(ft.PipelineLoader(functools.partial(_builder, n=12, drop_last=True))) == 3
+    assert len(ft.PipelineLoader(functools.partial(_builder, n=13, batch=1))) == 13
+    loader = ft.PipelineLoader(functools.partial(_builder, n=10, drop_last=True))
+    assert sum(1 for _ in loader) == len(loader)
+    # A source without len(), or a stage that changes the count: len() says why.
+    streaming = ftpipe.PipelineBuilder().add_source(iter(range(3)))
+    with pytest.raises(TypeError, match="source .* has no len"):
+        len(ft.PipelineLoader(lambda: streaming))
+    assert len(ft.PipelineLoader(lambda: streaming, length=7)) == 7
+
+    def twice(x: int) -> Any:
+        yield x
+        yield x
+
+    gen = ftpipe.PipelineBuilder().add_source(range(3)).pipe(twice)
+    with pytest.raises(TypeError, match="generator"):
+        len(ft.PipelineLoader(gen))
+
+
+def test_loader_from_a_builder_and_refusals() -> None:
+    builder = ftpipe.PipelineBuilder().add_source(range(5)).aggregate(2).pipe(ft.collate)
+    loader = ft.PipelineLoader(builder)
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3], [4]]
+    assert [b.tolist() for b in loader] == [[0, 1], [2, 3], [4]]  # re-iterable source
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        ft.PipelineLoader(ftpipe.PipelineBuilder().add_source(iter(range(3))))
+    with pytest.raises(TypeError, match="PipelineBuilder or a function"):
+        ft.PipelineLoader(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="not a PipelineBuilder"):
+        iter(ft.PipelineLoader(lambda: [1, 2]))  # type: ignore[arg-type, return-value]
+
+
+def test_factory_runs_once_per_epoch_even_with_len_first() -> None:
+    calls: list[int] = []
+
+    def factory(epoch: int) -> ftpipe.PipelineBuilder:
+        calls.append(epoch)
+        # A one-shot source: a second builder call per epoch would be the only safe way.
+        return ftpipe.PipelineBuilder().add_source(iter(range(3 + epoch)))
+
+    loader = ft.PipelineLoader(factory, length=3)
+    assert len(loader) == 3 and loader.batch_size is None
+    assert list(loader) == [0, 1, 2]
+    loader.set_epoch(1)
+    assert list(loader) == [0, 1, 2, 3]
+    assert calls == [0, 1]
+
+
+def test_loader_forwards_set_epoch_to_the_source() -> None:
+    class Sampler:
+        def __init__(self) -> None:
+            self.epochs: list[int] = []
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epochs.append(epoch)
+
+        def __iter__(self) -> Any:
+            return iter(range(4))
+
+        def __len__(self) -> int:
+            return 4
+
+    sampler = Sampler()
+    loader = ft.PipelineLoader(ftpipe.PipelineBuilder().add_source(sampler).aggregate(2))
+    loader.set_epoch(5)
+    assert list(loader) == [[0, 1], [2, 3]]
+    assert sampler.epochs == [5]
+
+
+def test_breaking_out_stops_the_pipeline() -> None:
+    before = threading.active_count()
+    loader = ft.PipelineLoader(functools.partial(_builder, n=200, batch=2))
+    with iter(loader) as batches:
+        next(batches)
+    assert threading.active_count() <= before  # close() joined every stage thread
+    for _ in loader:  # the plain `break` path: the leak check fixture joins the rest
+        break
+
+
+def test_loader_with_process_stage_and_in_subprocess() -> None:
+    def build() -> ftpipe.PipelineBuilder:
+        return (
+            ftpipe.PipelineBuilder()
+            .add_source(range(10))
+            .aggregate(4)
+            .pipe(make_batch, concurrency=2, executor="process")
+            .pipe(ft.as_tensors)
+        )
+
+    batches = list(ft.PipelineLoader(build))
+    assert [b["i"].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert batches[2]["x"].shape == (2, 2) and batches[2]["x"].dtype == torch.float32
+
+    # The whole pipeline in a child process; collate to tensors in the parent.
+    sub = ftpipe.PipelineBuilder().add_source(range(10)).aggregate(4).pipe(make_batch)
+    loader = ft.PipelineLoader(sub, in_subprocess=True)
+    assert len(loader) == 3
+    got = [ft.as_tensors(b) for b in loader]
+    assert [b["i"].tolist() for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+# -- a real training loop -----------------------------------------------------------------
+
+TRUE_W = np.array([2.0, -3.0, 0.5], dtype=np.float32)
+
+
+def regression_sample(i: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.random.default_rng(i).standard_normal(3).astype(np.float32)
+    return x, np.array([x @ TRUE_W + 1.0], dtype=np.float32)
+
+
+def _regression(epoch: int) -> ftpipe.PipelineBuilder:
+    order = np.random.default_rng(epoch).permutation(256).tolist()
+    return (
+        ftpipe.PipelineBuilder()
+        .add_source(order)
+        .pipe(regression_sample, concurrency=2)
+        .aggregate(32, drop_last=True)
+        .pipe(ft.collate)
+        .pipe(ft.to_device("cpu"))
+        .add_sink(buffer_size=4)
+    )
+
+
+def _train(loader: Any, epochs: int) -> list[float]:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        total = 0.0
+        for x, y in loader:
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        losses.append(total / len(loader))
+    return losses
+
+
+def test_training_loop_lowers_the_loss() -> None:
+    losses = _train(ft.PipelineLoader(_regression), epochs=4)
+    assert losses[-1] < 0.05 * losses[0], losses
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses
+
+
+# -- CacheLoader (headspace) --------------------------------------------------------------
+
+
+class CountingLoader:
+    """A loader that counts the batches it produced and the iterators it handed out."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.produced = 0
+        self.iterations = 0
+        self.closed = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Any:
+        self.iterations += 1
+        try:
+            for i in range(self.n):
+                self.produced += 1
+                yield torch.full((2,), float(i))
+        finally:
+            self.closed += 1
+
+
+def test_cache_loader_replays_the_first_batches() -> None:
+    inner = CountingLoader(10)
+    cache = ft.CacheLoader(inner, 3)
+    assert len(cache) == 10 and cache.cached == 0 and not cache.complete
+    first = [int(b[0]) for b in cache]
+    assert first == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert inner.produced == 3 and inner.closed == 1  # the loader stopped after 3 batches
+    assert cache.complete and cache.cached == 3
+    second = list(cache)
+    assert [int(b[0]) for b in second] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    assert inner.iterations == 1  # later epochs never touch the loader
+    assert second[0] is second[3]  # the same objects, replayed
+
+
+def test_cache_loader_steps_short_loaders_and_abandoned_epochs() -> None:
+    short = ft.CacheLoader(CountingLoader(2), 5, steps=7)
+    assert [int(b[0]) for b in short] == [0, 1, 0, 1, 0, 1, 0]
+    inner = CountingLoader(10)
+    cache = ft.CacheLoader(inner, 4, steps=6)
+    for _ in cache:
+        break  # abandoned before the cache filled: nothing half-kept
+    assert not cache.complete
+    assert [int(b[0]) for b in cache] == [0, 1, 2, 3, 0, 1]
+    with pytest.raises(TypeError, match="steps="):
+        ft.CacheLoader(iter([1]), 2)
+    with pytest.raises(ValueError, match="num_batches"):
+        ft.CacheLoader([1], 0)
+
+
+def test_cache_loader_over_a_pipeline_trains_and_stops_the_pipeline() -> None:
+    loader = ft.CacheLoader(ft.PipelineLoader(_regression), 2)
+    assert len(loader) == 8
+    losses = _train(loader, epochs=3)  # fits the 2 cached batches
+    assert losses[-1] < losses[0]
+
+
+# -- laziness ---------------------------------------------------------------------------
+
+
+def test_import_ftpipe_never_imports_torch_and_missing_torch_is_explained() -> None:
+    code = (
+        "import sys, ftpipe\n"
+        "assert 'torch' not in sys.modules, 'import ftpipe imported torch'\n"
+        "sys.modules['torch'] = None  # as if torch were not installed\n"
+        "try:\n"
+        "    import ftpipe.torch\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'ftpipe[torch]'" in out.stdout
