@@ -22,10 +22,10 @@ from time import perf_counter
 from typing import Any
 
 from ._channel import Channel, EndOfStream, Stopped
-from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageKind
+from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._executors import executor_kind
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
-from ._workers import StageRuntime, start_source, start_stage
+from ._workers import StageRuntime, start_source, start_stage, worker_count
 
 __all__ = ["Pipeline"]
 
@@ -68,12 +68,7 @@ class _Run:
         inbox = self.source_out
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
-            workers = (
-                1
-                if cfg.kind is StageKind.AGGREGATE
-                or (cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None)
-                else cfg.concurrency
-            )
+            workers = worker_count(cfg)
             outbox = Channel(
                 config.sink_buffer_size if last else cfg.buffer_size,
                 ordered=cfg.ordered,

@@ -28,7 +28,7 @@ from ._channel import Channel, EndOfStream, Stopped
 from ._config import FnKind, StageConfig, StageKind
 from ._stats import WorkerCounters
 
-__all__ = ["Control", "StageRuntime", "start_source", "start_stage"]
+__all__ = ["Control", "StageRuntime", "start_source", "start_stage", "worker_count"]
 
 # Marks an input dropped by on_error="skip" (None is a legitimate result).
 _SKIPPED: Any = object()
@@ -205,11 +205,28 @@ def start_stage(stage: StageRuntime) -> None:
 
         stage.control.thread(async_worker(stage), f"ftpipe-{cfg.name}")
     elif stage.executor is not None:
-        for i in range(cfg.concurrency):
+        for i in range(worker_count(cfg)):
             stage.control.thread(_executor_worker(stage), f"ftpipe-{cfg.name}-{i}")
     else:
         for i in range(cfg.concurrency):
             stage.control.thread(_thread_worker(stage), f"ftpipe-{cfg.name}-{i}")
+
+
+def worker_count(cfg: StageConfig) -> int:
+    """Threads a stage runs: each of them is one producer of the stage's output.
+
+    A pool the pipeline creates from a kind name (``"process"``) has
+    ``concurrency`` workers; two submitting threads per worker keep the next
+    call queued while one runs, so a worker never idles waiting for a round trip
+    through the parent.  A user's executor gets exactly ``concurrency`` calls.
+    """
+    if cfg.kind is StageKind.AGGREGATE:
+        return 1
+    if cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None:
+        return 1
+    if isinstance(cfg.executor, str):
+        return 2 * cfg.concurrency
+    return cfg.concurrency
 
 
 def _stage_fn(cfg: StageConfig) -> Callable[[Any], Any]:
