@@ -61,7 +61,7 @@ def child(items: int, repeat: int, size: int) -> dict[str, object]:
 
     result: dict[str, object] = {
         "label": ftpipe.runtime_info(find_others=False).gil_summary,
-        "version": "%d.%d.%d" % sys.version_info[:3],
+        "version": ".".join(map(str, sys.version_info[:3])),
         "serial": _rate(serial, items, repeat),
         "ftpipe": {c: _rate(lambda c=c: with_ftpipe(c), items, repeat) for c in CONCURRENCY},
     }
@@ -71,7 +71,13 @@ def child(items: int, repeat: int, size: int) -> dict[str, object]:
         return result
 
     def with_spdl(c: int) -> int:
-        pipeline = PipelineBuilder().add_source(inputs).pipe(work, concurrency=c).add_sink(4).build(num_threads=c)
+        pipeline = (
+            PipelineBuilder()
+            .add_source(inputs)
+            .pipe(work, concurrency=c)
+            .add_sink(4)
+            .build(num_threads=c)
+        )
         with pipeline.auto_stop():
             return sum(1 for _ in pipeline.get_iterator(timeout=120))
 
@@ -84,17 +90,26 @@ def configurations() -> list[tuple[str, list[str]]]:
 
     configs: list[tuple[str, list[str]]] = []
     if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        configs += [("3.13t GIL off", [sys.executable, "-X", "gil=0"]), ("3.13t GIL on", [sys.executable, "-X", "gil=1"])]
+        configs += [
+            ("3.13t GIL off", [sys.executable, "-X", "gil=0"]),
+            ("3.13t GIL on", [sys.executable, "-X", "gil=1"]),
+        ]
     else:
         configs.append((f"{sys.version_info[0]}.{sys.version_info[1]}", [sys.executable]))
-    stock = Path(os.environ.get("FTPIPE_CACHE", Path.home() / ".cache" / "ftpipe")) / "bin" / "python3.13"
+    stock = (
+        Path(os.environ.get("FTPIPE_CACHE", Path.home() / ".cache" / "ftpipe"))
+        / "bin"
+        / "python3.13"
+    )
     if stock.exists() and sysconfig.get_config_var("Py_GIL_DISABLED"):
         configs.append(("3.13 (stock)", [str(stock)]))
     return configs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", type=int, default=20_000, help="loop length per item")
@@ -105,13 +120,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(child(items, repeat, args.size)))
         return 0
-    print(f"cpu_scaling: pure-Python stage, {items} items of ~{args.size} loop steps, median of {repeat}")
+    print(
+        f"cpu_scaling: pure-Python stage, {items} items of ~{args.size} loop steps, median of {repeat}"
+    )
     env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    header = f"  {'configuration':<16} {'runner':<8} {'serial/s':>9}" + "".join(f" {'c=' + str(c):>14}" for c in CONCURRENCY)
+    header = f"  {'configuration':<16} {'runner':<8} {'serial/s':>9}" + "".join(
+        f" {'c=' + str(c):>14}" for c in CONCURRENCY
+    )
     print(header)
     for name, command in configurations():
-        script = [*command, __file__, "--child", "--items", str(items), "--repeat", str(repeat), "--size", str(args.size)]
-        proc = subprocess.run(script, capture_output=True, text=True, env=env, timeout=1200, check=False)
+        script = [
+            *command,
+            __file__,
+            "--child",
+            "--items",
+            str(items),
+            "--repeat",
+            str(repeat),
+            "--size",
+            str(args.size),
+        ]
+        proc = subprocess.run(
+            script, capture_output=True, text=True, env=env, timeout=1200, check=False
+        )
         if proc.returncode != 0:
             print(f"  {name:<16} failed: {proc.stderr.strip().splitlines()[-1:]}")
             continue
@@ -121,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             if runner not in data:
                 continue
             cells = "".join(
-                f" {rate:>7.0f} ({rate / serial:4.2f}x)" for rate in (data[runner][str(c)] for c in CONCURRENCY)
+                f" {rate:>7.0f} ({rate / serial:4.2f}x)"
+                for rate in (data[runner][str(c)] for c in CONCURRENCY)
             )
             print(f"  {name:<16} {runner:<8} {serial:>9.0f}{cells}")
     print("  (cells: items/s, and the speedup over the serial for-loop measured in the same child)")
