@@ -73,6 +73,8 @@ def test_numpy_refusal_names_the_module_and_the_alternative() -> None:
         assert ex.submit(w.square, 3).result() == 9  # the worker survives
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_build_time_check_refuses_what_cannot_cross(tmp_path) -> None:  # type: ignore[no-untyped-def]
     def nested(x: int) -> int:
         return x

@@ -127,6 +127,8 @@ def test_dead_worker_breaks_the_executor_quickly(fn, arg, expected) -> None:  # 
     assert _segments(ex.shm_prefix) == []
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_shutdown_reaps_every_worker() -> None:
     before = _children()
     ex = ProcessExecutor(2)

@@ -67,6 +67,8 @@ def test_small_buffers_stay_in_band(pair) -> None:  # type: ignore[no-untyped-de
     assert used == () and pickle.loads(payload) == {"k": [1, 2]}
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_large_bytes_and_bytearrays(pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
     big = os.urandom(1 << 20)
@@ -79,6 +81,8 @@ def test_large_bytes_and_bytearrays(pair) -> None:  # type: ignore[no-untyped-de
     assert len(a._free) == 2  # copied out on receipt, so released at once
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_a_failed_pickle_returns_its_segments(pair) -> None:  # type: ignore[no-untyped-def]
     a, _ = pair
     with pytest.raises(TypeError):
@@ -101,6 +105,8 @@ def test_free_list_is_bounded_and_the_peer_forgets_destroyed_segments(pair) -> N
     assert len(b._peer) == _shm.MAX_FREE
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_sweep_removes_every_name_with_the_prefix(pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
     b.loads(a.dumps(np.zeros(1 << 18)))

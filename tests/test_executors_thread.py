@@ -12,6 +12,8 @@ import test_executors_workloads as w
 from ftpipe.executors import BrokenWorkerError, ThreadExecutor
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_map_keeps_order_and_is_a_context_manager() -> None:
     with ThreadExecutor(3, name="t") as ex:
         assert list(ex.map(w.square, range(20))) == [x * x for x in range(20)]
@@ -25,6 +27,8 @@ def test_exception_reaches_the_future() -> None:
         assert ex.submit(w.square, 4).result() == 16  # still usable
 
 
+# shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
+@pytest.mark.thread_unsafe
 def test_workers_start_lazily_up_to_max_workers() -> None:
     with ThreadExecutor(2, name="lazy") as ex:
         assert ex.submit(w.square, 2).result() == 4
