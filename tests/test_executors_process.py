@@ -105,6 +105,8 @@ def test_failing_initializer_breaks_the_executor() -> None:
         (w.exit_with, 3, "exited with code 3"),
     ],
 )
+# counts this process's children and times worker start-up: alone, not beside 3 copies
+@pytest.mark.thread_unsafe
 def test_dead_worker_breaks_the_executor_quickly(fn, arg, expected) -> None:  # type: ignore[no-untyped-def]
     before = _children()
     ex = ProcessExecutor(1, name="doomed-stage")
@@ -221,6 +223,8 @@ def _kill_on_3(x: int) -> int:
     return x
 
 
+# counts this process's children and times worker start-up: alone, not beside 3 copies
+@pytest.mark.thread_unsafe
 def test_a_killed_worker_fails_the_pipeline_with_the_stage_name() -> None:
     before = _children()
     pipeline = (
