@@ -9,7 +9,9 @@ small model says what each call must do:
 - running: items come out in order, each once (across all consumer threads);
 - finished (exhausted, closed or failed): ``iter()``/``start()`` raise ``RuntimeError``
   naming the problem, ``next()`` raises ``StopIteration``; once ``close()`` has returned
-  no pipeline thread is alive.
+  no pipeline thread is alive;
+- exhausted (a ``StopIteration`` while running, not one from a closed pipeline): every
+  item was delivered exactly once, and ``stats()`` counts every output.
 """
 
 from __future__ import annotations
@@ -112,8 +114,13 @@ class Lifecycle(RuleBasedStateMachine):
 
     # -- consuming --------------------------------------------------------------------------
 
-    def _take(self, k: int, via_iter: bool) -> list[Any]:
-        """Take up to ``k`` items in this thread; mark exhaustion."""
+    def _take(self, k: int, via_iter: bool) -> tuple[list[Any], bool]:
+        """Take up to ``k`` items in this thread; also say whether ``next()`` raised StopIteration.
+
+        The caller decides what a StopIteration means: the end of the stream only if the
+        pipeline was running; a finished (e.g. closed) pipeline answers every ``next()``
+        with StopIteration without having delivered everything.
+        """
         assert self.pipeline is not None
         out = []
         it = iter(self.pipeline) if via_iter else self.pipeline
@@ -121,9 +128,8 @@ class Lifecycle(RuleBasedStateMachine):
             try:
                 out.append(next(it))
             except StopIteration:
-                self.exhausted = True
-                break
-        return out
+                return out, True
+        return out, False
 
     @rule(k=st.integers(0, 15), via_iter=st.booleans())
     def iterate(self, k: int, via_iter: bool) -> None:
@@ -131,13 +137,15 @@ class Lifecycle(RuleBasedStateMachine):
             with pytest.raises(RuntimeError, match="already ran"):
                 iter(self.pipeline)
             return
-        got = bounded(lambda: self._take(k, via_iter), BOUND_S)
+        got, ended = bounded(lambda: self._take(k, via_iter), BOUND_S)
         if self.state == "finished":
             assert got == [], "a finished pipeline produced items"
-            return
+            assert ended or k == 0, "next() on a finished pipeline did not raise StopIteration"
+            return  # not an exhaustion: a closed pipeline stops early
         self.state = "running"
         self.taken.extend(got)
-        if self.exhausted:
+        if ended:
+            self.exhausted = True
             self.state = "finished"
 
     @rule(k=st.integers(1, 10), threads=st.integers(2, 4))
@@ -189,10 +197,11 @@ class Lifecycle(RuleBasedStateMachine):
     def drain(self) -> None:
         if self.state == "finished":
             return
-        got = bounded(lambda: self._take(10**6, via_iter=True), BOUND_S)
+        got, ended = bounded(lambda: self._take(10**6, via_iter=True), BOUND_S)
         self.taken.extend(got)
         self.state = "finished"
-        assert self.exhausted
+        assert ended
+        self.exhausted = True
         assert sorted(self.taken) == sorted(self.expected)
 
     # -- observing --------------------------------------------------------------------------
@@ -220,13 +229,14 @@ class Lifecycle(RuleBasedStateMachine):
         pipeline = self.pipeline
         taken: list[Any] = []
         stop = threading.Event()
+        ended = threading.Event()
 
         def consume() -> None:
             try:
                 for _ in range(k):
                     taken.append(next(pipeline))
             except StopIteration:
-                self.exhausted = True
+                ended.set()  # the pipeline was running: this is the end of the stream
             finally:
                 stop.set()
 
@@ -239,7 +249,8 @@ class Lifecycle(RuleBasedStateMachine):
 
         bounded(body, BOUND_S)
         self.taken.extend(taken)
-        if self.exhausted:
+        if ended.is_set():
+            self.exhausted = True
             self.state = "finished"
 
     # -- stopping ---------------------------------------------------------------------------
@@ -340,6 +351,16 @@ class Lifecycle(RuleBasedStateMachine):
         assert sorted(self.taken) == sorted(self.expected[:n]), (
             "an item was lost, duplicated or reordered"
         )
+
+    @invariant()
+    def exhausted_only_after_everything(self) -> None:
+        # ``exhausted`` is set only by a StopIteration while the pipeline was running (the
+        # natural end of the stream), never by one from a closed pipeline: by then every
+        # item has been delivered, exactly once across all consumers.
+        if self.exhausted:
+            assert sorted(self.taken) == sorted(self.expected), (
+                "StopIteration before every item was delivered"
+            )
 
     def teardown(self) -> None:
         count_example("lifecycle_state_machine")
