@@ -23,8 +23,9 @@ and by ``ftpipe.torch.CacheLoader`` (replayed batches: the loop with loading rem
     python benchmarks/vs_dataloader.py [--quick] [--workers 2] [--no-train]
     python benchmarks/vs_dataloader.py --all [--quick]   # 3.11 (torch venv) + 3.13t, one table
 
-``--all`` runs this file under --python311 (default /work/venvs/torch-3.11/bin/python,
-which has torch) and --python313t (default /work/venvs/3.13t/bin/python) and
+``--all`` runs this file under --python311 (default: this interpreter; give a 3.11
+virtual environment with torch==2.13.0 and numpy) and --python313t (default: env
+FTPIPE_BENCH_PY313T, a 3.13t virtual environment with ftpipe and numpy) and
 prints one table.  Timings on a busy machine are noisy: compare ratios from one run.
 """
 
@@ -500,7 +501,7 @@ def run_all(args: argparse.Namespace) -> int:
     rounds: list[list[dict[str, Any]]] = []
     for i in range(args.rounds):
         results = []
-        for python in (args.python311, args.python313t):
+        for python in filter(None, (args.python311, args.python313t)):
             cmd = [python, __file__, "--json", "--workers", str(args.workers)]
             cmd += ["--quick"] if args.quick else []
             cmd += ["--no-train"] if args.no_train or i > 0 else []  # training view: round 1
@@ -553,8 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line (used by --all)")
     parser.add_argument("--all", action="store_true", help="run under 3.11 (torch) and 3.13t")
     parser.add_argument("--rounds", type=int, default=3, help="with --all: alternating rounds")
-    parser.add_argument("--python311", default="/work/venvs/torch-3.11/bin/python")
-    parser.add_argument("--python313t", default="/work/venvs/3.13t/bin/python")
+    parser.add_argument("--python311", default=sys.executable)
+    parser.add_argument("--python313t", default=os.environ.get("FTPIPE_BENCH_PY313T", ""))
     args = parser.parse_args(argv)
     if args.all:
         return run_all(args)
