@@ -24,7 +24,7 @@ from typing import Any
 
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
-from ._workers import StageFailed, StageRuntime
+from ._workers import StageFailed, StageRuntime, guarded
 
 __all__ = ["async_worker"]
 
@@ -34,16 +34,9 @@ def async_worker(stage: StageRuntime) -> Callable[[], None]:
     counters = stage.new_counters()
 
     def run() -> None:
-        try:
-            asyncio.run(_serve(stage, counters))
-        except (Stopped, StageFailed):
-            pass
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
-            stage.control.fail(exc)
-        finally:
-            stage.outbox.producer_done()
+        asyncio.run(_serve(stage, counters))
 
-    return run
+    return guarded(stage, run)
 
 
 class _Offload:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Executor, Future, wait
+from concurrent.futures import BrokenExecutor, Executor, Future
 from itertools import islice
 from time import perf_counter
 from typing import Any, Protocol
@@ -205,11 +205,35 @@ def start_stage(stage: StageRuntime) -> None:
 
         stage.control.thread(async_worker(stage), f"ftpipe-{cfg.name}")
     elif stage.executor is not None:
+        from ._executor_stage import executor_worker
+
         for i in range(worker_count(cfg)):
-            stage.control.thread(_executor_worker(stage), f"ftpipe-{cfg.name}-{i}")
+            stage.control.thread(executor_worker(stage), f"ftpipe-{cfg.name}-{i}")
     else:
         for i in range(cfg.concurrency):
             stage.control.thread(_thread_worker(stage), f"ftpipe-{cfg.name}-{i}")
+
+
+def guarded(stage: StageRuntime, body: Callable[[], None]) -> Callable[[], None]:
+    """Wrap a worker's body: stop quietly, report engine bugs, always end its output share.
+
+    ``Stopped`` (the pipeline is stopping) and ``StageFailed`` (the error is already
+    recorded) end the worker quietly; anything else is an engine bug, which must
+    reach the consumer rather than hang it.  Every worker is one producer of the
+    stage's output channel, so it always calls ``producer_done``.
+    """
+
+    def run() -> None:
+        try:
+            body()
+        except (Stopped, StageFailed):
+            pass
+        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
+            stage.control.fail(exc)
+        finally:
+            stage.outbox.producer_done()
+
+    return run
 
 
 def worker_count(cfg: StageConfig) -> int:
@@ -229,7 +253,7 @@ def worker_count(cfg: StageConfig) -> int:
     return cfg.concurrency
 
 
-def _stage_fn(cfg: StageConfig) -> Callable[[Any], Any]:
+def stage_fn(cfg: StageConfig) -> Callable[[Any], Any]:
     if cfg.kind is StageKind.DISAGGREGATE:
         return _calls.flatten
     assert cfg.fn is not None
@@ -239,7 +263,7 @@ def _stage_fn(cfg: StageConfig) -> Callable[[Any], Any]:
 def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
     cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
     counters = stage.new_counters()
-    fn = _stage_fn(cfg)
+    fn = stage_fn(cfg)
     generator = cfg.kind is StageKind.DISAGGREGATE or cfg.fn_kind is FnKind.GENERATOR
     stream = generator and cfg.retries == 0
     max_batch = max(1, inbox.capacity // (2 * cfg.concurrency))
@@ -293,146 +317,70 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
 
     def run() -> None:
         batch = 1  # grows while calls are cheap; a slow stage keeps one item per hand-off
-        try:
-            while True:
-                t0 = perf_counter()
-                try:
-                    seq0, items = inbox.get(batch)
-                except EndOfStream:
-                    return
-                t1 = perf_counter()
-                counters.starved += t1 - t0
-                counters.items_in += len(items)
-                out: list[Any] = []
-                done = seq0  # inputs [seq0, done) are already put
-                blocked = 0.0
-                try:
-                    if not generator:
-                        _call_all(items, seq0, out)
-                    for i, item in enumerate(items if generator else ()):
-                        seq = seq0 + i
-                        if not stream:
-                            result = call(item, seq)
-                            if result is not None:
-                                out.extend(result)
-                            continue
-                        mark = len(out)
-                        try:
-                            produced = iter(fn(item))
-                            while True:
-                                room = outbox.capacity - len(out)
-                                if room <= 0:
-                                    # A generator yielding more than fits: hand over what
-                                    # is ready so memory stays bounded.
-                                    tb = perf_counter()
-                                    if seq > done:
-                                        outbox.put(done, seq, out[:mark])
-                                    outbox.put(seq, seq, out[mark:], final=False)
-                                    counters.items_out += len(out)
-                                    out, mark, done = [], 0, seq
-                                    blocked += perf_counter() - tb
-                                    continue
-                                before = len(out)
-                                out.extend(islice(produced, room))
-                                if len(out) - before < room:
-                                    break
-                        except Stopped:
-                            raise  # the pipeline is stopping: not a failure of this input
-                        except BaseException as exc:  # noqa: BLE001 - the policy decides
-                            # A skipped input contributes nothing, except what was
-                            # already handed downstream because it did not fit.
-                            del out[mark:]
-                            stage.failed(exc, seq, counters)
-                except StageFailed as failure:
-                    # Outputs of the inputs before the failure still go downstream.
-                    outbox.put(done, failure.seq, out)
-                    counters.items_out += len(out)
-                    return
-                t2 = perf_counter()
-                counters.busy += t2 - t1 - blocked
-                outbox.put(done, seq0 + len(items), out)
-                counters.items_out += len(out)
-                counters.blocked += perf_counter() - t2 + blocked
-                per_item = (t2 - t1 - blocked) / len(items)
-                fit = int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch
-                batch = max(1, min(max_batch, 2 * batch, fit))
-        except Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
-            stage.control.fail(exc)
-        finally:
-            outbox.producer_done()
-
-    return run
-
-
-def _executor_worker(stage: StageRuntime) -> Callable[[], None]:
-    cfg, inbox, outbox, control = stage.config, stage.inbox, stage.outbox, stage.control
-    executor = stage.executor
-    assert executor is not None
-    counters = stage.new_counters()
-    fn = _stage_fn(cfg)
-    wrapper: Callable[..., Any] | None = {
-        FnKind.GENERATOR: _calls.collect_generator,
-        FnKind.ASYNC: _calls.run_coroutine,
-        FnKind.ASYNC_GENERATOR: _calls.collect_async_generator,
-    }.get(cfg.fn_kind)
-
-    def call(item: Any, seq: int) -> list[Any] | None:
-        for attempt in range(cfg.retries + 1):
+        while True:
+            t0 = perf_counter()
             try:
-                future = (
-                    executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
-                )
-            except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
-                control.fail(
-                    refusal, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq}"
-                )
-                raise Stopped from None
-            done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
-            if future not in done:
-                future.cancel()
-                raise Stopped
-            exc = future.exception()
-            if exc is None:
-                result = future.result()
-                return (
-                    list(result)
-                    if wrapper is not None and cfg.fn_kind is not FnKind.ASYNC
-                    else [result]
-                )
-            if attempt == cfg.retries or not isinstance(exc, Exception):
-                stage.failed(exc, seq, counters)
-                return None
-            counters.retries += 1
-        return None
-
-    def run() -> None:
-        try:
-            while True:
-                t0 = perf_counter()
-                try:
-                    seq, items = inbox.get(1)
-                except EndOfStream:
-                    return
-                t1 = perf_counter()
-                counters.starved += t1 - t0
-                counters.items_in += 1
-                result = call(items[0], seq)
-                out = result if result is not None else []
-                t2 = perf_counter()
-                counters.busy += t2 - t1
-                outbox.put(seq, seq + 1, out)
+                seq0, items = inbox.get(batch)
+            except EndOfStream:
+                return
+            t1 = perf_counter()
+            counters.starved += t1 - t0
+            counters.items_in += len(items)
+            out: list[Any] = []
+            done = seq0  # inputs [seq0, done) are already put
+            blocked = 0.0
+            try:
+                if not generator:
+                    _call_all(items, seq0, out)
+                for i, item in enumerate(items if generator else ()):
+                    seq = seq0 + i
+                    if not stream:
+                        result = call(item, seq)
+                        if result is not None:
+                            out.extend(result)
+                        continue
+                    mark = len(out)
+                    try:
+                        produced = iter(fn(item))
+                        while True:
+                            room = outbox.capacity - len(out)
+                            if room <= 0:
+                                # A generator yielding more than fits: hand over what
+                                # is ready so memory stays bounded.
+                                tb = perf_counter()
+                                if seq > done:
+                                    outbox.put(done, seq, out[:mark])
+                                outbox.put(seq, seq, out[mark:], final=False)
+                                counters.items_out += len(out)
+                                out, mark, done = [], 0, seq
+                                blocked += perf_counter() - tb
+                                continue
+                            before = len(out)
+                            out.extend(islice(produced, room))
+                            if len(out) - before < room:
+                                break
+                    except Stopped:
+                        raise  # the pipeline is stopping: not a failure of this input
+                    except BaseException as exc:  # noqa: BLE001 - the policy decides
+                        # A skipped input contributes nothing, except what was
+                        # already handed downstream because it did not fit.
+                        del out[mark:]
+                        stage.failed(exc, seq, counters)
+            except StageFailed as failure:
+                # Outputs of the inputs before the failure still go downstream.
+                outbox.put(done, failure.seq, out)
                 counters.items_out += len(out)
-                counters.blocked += perf_counter() - t2
-        except (Stopped, StageFailed):
-            pass
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
-            control.fail(exc)
-        finally:
-            outbox.producer_done()
+                return
+            t2 = perf_counter()
+            counters.busy += t2 - t1 - blocked
+            outbox.put(done, seq0 + len(items), out)
+            counters.items_out += len(out)
+            counters.blocked += perf_counter() - t2 + blocked
+            per_item = (t2 - t1 - blocked) / len(items)
+            fit = int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch
+            batch = max(1, min(max_batch, 2 * batch, fit))
 
-    return run
+    return guarded(stage, run)
 
 
 def _aggregate_worker(stage: StageRuntime) -> Callable[[], None]:
@@ -443,34 +391,27 @@ def _aggregate_worker(stage: StageRuntime) -> Callable[[], None]:
     def run() -> None:
         group: list[Any] = []
         seq_end = 0
-        try:
-            while True:
-                t0 = perf_counter()
-                try:
-                    seq0, items = inbox.get(max(1, inbox.capacity // 2))
-                except EndOfStream:
-                    break
-                counters.starved += perf_counter() - t0
-                counters.items_in += len(items)
-                out = []
-                for item in items:
-                    group.append(item)
-                    if len(group) == size:
-                        out.append(group)
-                        group = []
-                seq_end = seq0 + len(items)
-                t1 = perf_counter()
-                outbox.put(seq0, seq_end, out)
-                counters.items_out += len(out)
-                counters.blocked += perf_counter() - t1
-            if group and not cfg.drop_last:
-                outbox.put(seq_end, seq_end, [group])
-                counters.items_out += 1
-        except Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - an engine bug must not hang the consumer
-            stage.control.fail(exc)
-        finally:
-            outbox.producer_done()
+        while True:
+            t0 = perf_counter()
+            try:
+                seq0, items = inbox.get(max(1, inbox.capacity // 2))
+            except EndOfStream:
+                break
+            counters.starved += perf_counter() - t0
+            counters.items_in += len(items)
+            out = []
+            for item in items:
+                group.append(item)
+                if len(group) == size:
+                    out.append(group)
+                    group = []
+            seq_end = seq0 + len(items)
+            t1 = perf_counter()
+            outbox.put(seq0, seq_end, out)
+            counters.items_out += len(out)
+            counters.blocked += perf_counter() - t1
+        if group and not cfg.drop_last:
+            outbox.put(seq_end, seq_end, [group])
+            counters.items_out += 1
 
-    return run
+    return guarded(stage, run)
