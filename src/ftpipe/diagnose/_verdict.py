@@ -284,6 +284,15 @@ def decide(
         n_shape = shape(no_gil, cores) if no_gil else None
         g_shape = shape(gil, cores) if gil else None
         verdict, reason = _combine(n_shape, g_shape)
+        unsteady = [c.label for c in (no_gil, gil) if c and any(p.spread > 0.35 for p in c.points)]
+        if unsteady and verdict is not Verdict.INCONCLUSIVE:
+            # Prefer no answer to a wrong one: a curve whose rounds disagree this much
+            # cannot carry an attribution.
+            verdict = Verdict.INCONCLUSIVE
+            reason = (
+                f"the figures of {' and '.join(unsteady)} varied by more than 35% between "
+                "rounds (machine busy?)"
+            )
     # Without both sides of the GIL comparison a verdict rests on one curve: say so.
     limited = no_gil is None or gil is None
     if no_gil is None and not missing:
