@@ -49,6 +49,8 @@ def test_initializer_runs_inside_each_interpreter() -> None:
     assert w.get_state() is None
 
 
+# writes and imports one module under a fixed name: copies in other threads race on it
+@pytest.mark.thread_unsafe
 @needs_subinterpreters
 def test_runtime_sys_path_reaches_the_interpreters(tmp_path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "late_module_xyz.py").write_text("def triple(x):\n    return 3 * x\n")
