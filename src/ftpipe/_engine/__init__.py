@@ -3,7 +3,7 @@
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
 from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
-from ._pipeline import Pipeline
+from ._pipeline import Pipeline, stop_all_pipelines
 from ._stats import PipelineStats, StageStats
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "executor_kind_names",
     "register_executor_kind",
     "set_diagnostic_hook",
+    "stop_all_pipelines",
 ]

@@ -34,10 +34,15 @@ __all__ = ["Pipeline"]
 _live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
 
 
-@atexit.register
-def _stop_all_at_exit() -> None:
+def stop_all_pipelines() -> None:
+    """Signal every running pipeline to stop; returns at once (used at interpreter exit)."""
     for run in list(_live_runs):
         run.stop()
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    stop_all_pipelines()
     for run in list(_live_runs):
         run.join(timeout=2.0)
 
@@ -111,6 +116,10 @@ class _Run:
         workers may fail with one shared exception object (an executor failing
         every queued call).
         """
+        if self._stopping.is_set():
+            # Failures after a stop was asked for (an executor shut down at exit,
+            # a call cut short by close()) are its consequences, not errors.
+            return
         with self._lock:
             current = self._error_at
             if self._error is None or (

@@ -111,6 +111,11 @@ def _shutdown_live_pools() -> None:
     # Worker threads are daemons (an executor nobody shut down must not block
     # exit), so stop their children and subinterpreters here, before the
     # interpreter tears daemon threads down.
+    # Pipelines first: a stage whose pool is stopped under it would otherwise
+    # report the stop as a failure to a consumer that is itself being torn down.
+    from .._engine import stop_all_pipelines
+
+    stop_all_pipelines()
     with _live_lock:
         pools = list(_live_pools)
     for pool in pools:
