@@ -270,12 +270,6 @@ class Channel:
             wake = self._getters + self._putters
         _wake_all(wake)
 
-    @property
-    def waiting_getters(self) -> bool:
-        """True when a consumer is blocked waiting: a hint to flush now, read unlocked."""
-        # A stale read only delays or hastens one flush; it never loses an item.
-        return bool(self._getters)
-
     def occupancy(self) -> int:
         """Items held right now (ready plus waiting for reordering)."""
         with self._lock:

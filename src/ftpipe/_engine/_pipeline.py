@@ -51,6 +51,7 @@ class _Run:
     """The running state of one pipeline: what its threads reference."""
 
     def __init__(self, config: PipelineConfig) -> None:
+        self._config = config
         self.stop_future: Future[None] = Future()
         self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
         self._error: BaseException | None = None
@@ -161,7 +162,7 @@ class _Run:
     def start(self) -> None:
         _live_runs.add(self)
         try:
-            self.source_counters = start_source(self._source, self.source_out, self)
+            self.source_counters = start_source(self._config.source, self.source_out, self)
             for stage in self.stages:
                 start_stage(stage)
         except Stopped:
@@ -169,8 +170,6 @@ class _Run:
         except BaseException:
             self.stop()
             raise
-
-    _source: Any = None
 
     @property
     def error(self) -> BaseException | None:
@@ -285,7 +284,6 @@ class Pipeline:
                     "this pipeline already ran; pipelines run once: build a new one from the builder"
                 )
             run = _Run(self._config)
-            run._source = self._config.source
             self._run = run
             self._state = "running"
             # Stop the threads if the user drops the pipeline without closing it.

@@ -168,8 +168,9 @@ def diagnose(
                 missing = "inputs that can be pickled"
                 configs = ()
                 curves.append(_in_process(fn, items, settings, progress))
-            for config in configs:
-                curve = run_probe(
+
+            def probe(config: Configuration) -> Curve:
+                return run_probe(
                     config,
                     target,
                     inputs_path,
@@ -178,6 +179,9 @@ def diagnose(
                     timeout=settings.budget_s + 25,
                     progress=progress,
                 )
+
+            for config in configs:
+                curve = probe(config)
                 curves.append(curve)
                 if config.role == "no-gil" and config.gil is None and curve.gil_enabled:
                     # An import turned the GIL back on: report it, and still measure the
@@ -185,17 +189,7 @@ def diagnose(
                     notes.append(
                         f"{curve.label}: the GIL came back on; measured again with -X gil=0"
                     )
-                    curves.append(
-                        run_probe(
-                            forced_off(config),
-                            target,
-                            inputs_path,
-                            settings,
-                            main_path=main_path,
-                            timeout=settings.budget_s + 25,
-                            progress=progress,
-                        )
-                    )
+                    curves.append(probe(forced_off(config)))
         if curves and all(c.status in ("import-error", "input-error") for c in curves):
             # Nowhere else could load it: this process still can, which beats no answer.
             notes.append(
