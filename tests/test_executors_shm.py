@@ -112,3 +112,35 @@ def test_sweep_removes_every_name_with_the_prefix(pair) -> None:  # type: ignore
     b.loads(a.dumps(np.zeros(1 << 18)))
     a.dumps(np.zeros(1 << 18))  # never received
     assert _shm.sweep(a.prefix) == 2
+
+
+def test_a_view_dying_while_a_release_is_noted_does_not_deadlock(pair) -> None:  # type: ignore[no-untyped-def]
+    # On free-threaded builds a view's finalizer runs inside whatever bytecode its
+    # owner thread is executing, including another view's finalizer: noting a
+    # release must never wait for something the same thread may hold.
+    a, b = pair
+    first = b.loads(a.dumps(np.full(1 << 18, 1.0)))
+    second = [b.loads(a.dumps(np.full(1 << 18, 2.0)))]
+
+    class Reentrant(type(b._released)):  # type: ignore[misc]
+        def append(self, name: str) -> None:
+            if second:
+                second.pop()  # the second view dies inside the first one's notice
+                gc.collect()
+            super().append(name)
+
+    b._released = Reentrant(b._released)
+    done = threading.Event()
+
+    def drop() -> None:
+        nonlocal first
+        del first
+        gc.collect()
+        done.set()
+
+    worker = threading.Thread(target=drop, daemon=True)
+    worker.start()
+    assert done.wait(10), "noting a release deadlocked"
+    assert len(b._released) == 2
+    a.loads(b.dumps(None))
+    assert a._free and not a._lent  # both segments came back to the sender

@@ -37,8 +37,8 @@ import mmap
 import os
 import pickle
 import secrets
-import threading
 import weakref
+from collections import deque
 from typing import Any
 
 __all__ = ["DEFAULT_THRESHOLD", "Endpoint", "new_prefix", "sweep"]
@@ -105,6 +105,16 @@ def _copy(m: mmap.mmap, data: memoryview) -> None:
     np.frombuffer(m, dtype=np.uint8, count=data.nbytes)[...] = np.frombuffer(data, dtype=np.uint8)
 
 
+def _drain(notices: deque[str]) -> list[str]:
+    """Pop everything ``notices`` holds; appends racing this are kept for next time."""
+    out = []
+    while True:
+        try:
+            out.append(notices.popleft())
+        except IndexError:
+            return out
+
+
 def _has_large_bytes(obj: Any, threshold: int, depth: int = 3) -> bool:
     """Look for big bytes/bytearray in the first levels of tuples, lists and dicts.
 
@@ -141,11 +151,32 @@ class _BytesPickler(pickle.Pickler):
         return None
 
 
+class _SegmentUnpickler(pickle.Unpickler):
+    """An unpickler that reads large bytes / bytearray back out of the peer's segments."""
+
+    def __init__(self, payload: bytes, buffers: list[Any], endpoint: Endpoint) -> None:
+        super().__init__(io.BytesIO(payload), buffers=buffers)
+        self._endpoint = endpoint
+
+    def persistent_load(self, pid: Any) -> Any:
+        is_bytearray, name, nbytes = pid
+        # bytes are immutable: one copy out of the segment is unavoidable.
+        data = (bytearray if is_bytearray else bytes)(
+            memoryview(self._endpoint._peer[name])[:nbytes]
+        )
+        self._endpoint._note_release(name)
+        return data
+
+
 class Endpoint:
     """One side of a connection: owns the segments it sends, maps the ones it receives.
 
     ``dumps`` and ``loads`` are called by one thread at a time (the connection's
-    owner); views can be freed from any thread, so release notices take a lock.
+    owner); views can be freed from any thread, so release notices go through
+    deques, never a lock.  A view's finalizer can run inside any bytecode of any
+    thread (on free-threaded builds, when the owner merges references other
+    threads dropped), including code that would be holding such a lock: taking
+    one there deadlocks the thread against itself.
 
     Args:
         prefix: Name prefix of the segments this side creates.
@@ -159,17 +190,15 @@ class Endpoint:
         self._free: list[tuple[int, str, mmap.mmap]] = []  # segments ready for reuse
         self._lent: dict[str, tuple[int, mmap.mmap]] = {}  # the peer may still view these
         self._peer: dict[str, mmap.mmap] = {}  # peer segments mapped here
-        self._lock = threading.Lock()  # guards the two notice lists below
-        self._released: list[str] = []  # peer segments whose views died here
-        self._destroyed: list[str] = []  # own segments unlinked; the peer may unmap
+        # Appended from any thread, drained by the owner; deque appends and pops are atomic.
+        self._released: deque[str] = deque()  # peer segments whose views died here
+        self._destroyed: deque[str] = deque()  # own segments unlinked; the peer may unmap
 
     # -- sending ---------------------------------------------------------------------
 
     def dumps(self, obj: Any) -> bytes:
         """Pickle ``obj``; large buffers are copied into segments this side owns."""
-        with self._lock:
-            notices = (self._released, self._destroyed)
-            self._released, self._destroyed = [], []
+        notices = (_drain(self._released), _drain(self._destroyed))
         if not _AVAILABLE:
             return pickle.dumps((pickle.dumps(obj, protocol=5), (), notices), protocol=5)
         used: list[tuple[str, int, bool]] = []
@@ -178,8 +207,8 @@ class Endpoint:
         except BaseException:
             for name, _, _ in used:  # nobody will see these: back to the free list
                 self._give_back(name)
-            with self._lock:
-                self._released[:0], self._destroyed[:0] = notices
+            self._released.extendleft(reversed(notices[0]))
+            self._destroyed.extendleft(reversed(notices[1]))
             raise
         return pickle.dumps((payload, tuple(used), notices), protocol=5)
 
@@ -226,8 +255,7 @@ class Endpoint:
             _, old, m = self._free.pop(0)
             m.close()
             _unlink(old)
-            with self._lock:
-                self._destroyed.append(old)
+            self._destroyed.append(old)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -247,18 +275,7 @@ class Endpoint:
                 m = self._peer[name] = _map(name, nbytes if m is None else nbytes, create=False)
             if oob:
                 buffers.append(self._view(name, m, nbytes))
-        peer = self._peer
-        note = self._note_release
-
-        class _Unpickler(pickle.Unpickler):
-            def persistent_load(self, pid: Any) -> Any:
-                is_bytearray, name, nbytes = pid
-                # bytes are immutable: one copy out of the segment is unavoidable.
-                data = (bytearray if is_bytearray else bytes)(memoryview(peer[name])[:nbytes])
-                note(name)
-                return data
-
-        return _Unpickler(io.BytesIO(payload), buffers=buffers).load()
+        return _SegmentUnpickler(payload, buffers, self).load()
 
     def _view(self, name: str, m: mmap.mmap, nbytes: int) -> Any:
         try:
@@ -273,13 +290,11 @@ class Endpoint:
         return view
 
     def _note_release(self, name: str) -> None:
-        with self._lock:
-            self._released.append(name)
+        self._released.append(name)
 
     def pending_notices(self) -> bool:
         """Whether release notices are waiting to ride on the next message."""
-        with self._lock:
-            return bool(self._released or self._destroyed)
+        return bool(self._released or self._destroyed)
 
     def close(self) -> None:
         """Unmap what no view holds and unlink this side's segments."""
