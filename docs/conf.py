@@ -27,7 +27,7 @@ extensions = [
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
-exclude_patterns = ["_build", "_drafts", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -45,38 +45,15 @@ html_theme = "furo" if importlib.util.find_spec("furo") else "alabaster"
 html_title = f"ftpipe {release}"
 html_static_path: list[str] = []
 
-# The PyTorch section of training.md is drafted separately (docs/_drafts/torch.md, by
-# whoever works on ftpipe.torch); it is spliced in where the marker stands when present.
-_DRAFTS = Path(__file__).resolve().parent / "_drafts"
-_TORCH_MARKER = "<!-- torch-draft -->"
-_TORCH_FALLBACK = """
-`ftpipe.torch` (imported on demand; needs `pip install 'ftpipe[torch]'`) adapts a
-pipeline to a training loop written for `torch.utils.data.DataLoader`:
-`PipelineLoader(make_builder)` builds a fresh pipeline per epoch (`set_epoch(n)`),
-`collate` stacks samples into tensors, `to_device(device)` moves batches (pinned
-memory, non-blocking copies) and `CacheLoader` caches a first epoch. See the module's
-docstrings (`help(ftpipe.torch)`).
-"""
-
-
 # Examples that cannot run in tests start with a "# not run: why" line (tests/test_docs.py
 # skips them); readers do not need to see it.
 _NOT_RUN = re.compile(r"^(```python[ \t]*\n)# not run\b[^\n]*\n", re.MULTILINE)
 
 
-def _splice_drafts(app: object, docname: str, source: list[str]) -> None:
+def _hide_not_run(app: object, docname: str, source: list[str]) -> None:
     source[0] = _NOT_RUN.sub(r"\1", source[0])
-    if docname != "training" or _TORCH_MARKER not in source[0]:
-        return
-    draft = _DRAFTS / "torch.md"
-    text = draft.read_text(encoding="utf-8") if draft.is_file() else _TORCH_FALLBACK
-    # The draft opens with a note to the editor (an HTML comment, itself quoting the marker).
-    text = re.sub(r"\A\s*<!--.*?-->[ \t]*\n", "", text, flags=re.DOTALL)
-    # The draft's own top heading would nest wrongly: demote it under this page's section.
-    lines = [("#" + line) if line.startswith("#") else line for line in text.splitlines()]
-    source[0] = source[0].replace(_TORCH_MARKER, "\n".join(lines))
 
 
 def setup(app: object) -> dict[str, object]:
-    app.connect("source-read", _splice_drafts)  # type: ignore[attr-defined]
+    app.connect("source-read", _hide_not_run)  # type: ignore[attr-defined]
     return {"parallel_read_safe": True}
