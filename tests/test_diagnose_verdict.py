@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from ftpipe.diagnose import Curve, Point, Verdict
@@ -111,6 +113,45 @@ def test_busy_machine_is_inconclusive_not_blocking() -> None:
     )
     assert d.verdict is Verdict.INCONCLUSIVE
     assert "busy" in d.explanation
+
+
+def _with_rounds(c: Curve, rounds: dict[int, tuple[float, ...]]) -> Curve:
+    """``c`` with the given per-round throughputs (as fractions of its median) at some levels."""
+    points = []
+    for p in c.points:
+        if p.concurrency in rounds:
+            samples = tuple(p.items_per_s * f for f in rounds[p.concurrency])
+            spread = (max(samples) - min(samples)) / p.items_per_s
+            p = dataclasses.replace(p, samples=samples, spread=spread, rounds=len(samples))
+        points.append(p)
+    return dataclasses.replace(c, points=tuple(points))
+
+
+def test_rounds_that_scatter_at_a_compared_level_make_it_inconclusive() -> None:
+    no_gil = curve("no-gil", [1, 1.68, 1.7])
+    gil = curve("gil", [1, 1.0, 1.0])
+    scattered = _with_rounds(no_gil, {2: (0.6, 1.0, 1.4)})
+    d = decide(
+        (scattered, gil), cores=2, here_free_threaded=True, here_gil_off=True, subinterpreters=True
+    )
+    assert d.verdict is Verdict.INCONCLUSIVE
+    assert "no-gil at 2 threads" in d.explanation and "busy" in d.explanation
+
+
+def test_scattered_rounds_that_cannot_change_the_verdict_keep_it() -> None:
+    # 50x the CPU per item without the GIL: however the GIL curve's rounds scatter,
+    # the no-GIL build is the worse one.
+    no_gil = curve("no-gil", [1, 0.02, 0.02], growth=[1, 57, 60])
+    gil = _with_rounds(curve("gil", [1, 1.08, 1.0]), {2: (0.7, 1.0, 1.3)})
+    assert verdict(no_gil, gil) is Verdict.FT_REGRESSION
+
+
+def test_one_disturbed_round_or_a_noisy_level_past_the_cores_still_gives_a_verdict() -> None:
+    # One round in five lost 45% (a neighbour's burst): the median stands.
+    no_gil = _with_rounds(curve("no-gil", [1, 1.68, 1.7]), {2: (1.0, 0.98, 1.02, 0.55, 1.01)})
+    # The level past the core count (4 threads on 2 cores) does not decide the verdict.
+    gil = _with_rounds(curve("gil", [1, 1.0, 1.0]), {4: (0.5, 1.0, 1.6)})
+    assert verdict(no_gil, gil) is Verdict.GIL_BOUND
 
 
 def test_a_starved_single_thread_does_not_fake_a_speedup() -> None:

@@ -35,6 +35,8 @@ build) together give the verdict; see ``_combine``.
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,6 +55,7 @@ MARGIN = 0.15  # speedup gap that counts as a real difference between curves
 REGRESSION = 0.8  # and the ratio below which no-GIL scaling counts as worse
 PARTIAL = 0.3  # share of the ideal extra speedup that counts as a partial gain
 TINY_CALL_S = 20e-6  # calls shorter than this are dominated by per-item overheads
+UNSTEADY = 0.15  # a round's typical deviation from the median that makes a point unreliable
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,65 @@ def shape(curve: Curve, cores: int) -> Shape | None:
         top.concurrency,
         wk,
     )
+
+
+def _verdict_points(curve: Curve, s: Shape) -> tuple[Point, ...]:
+    """The points ``shape`` compared: one thread, and ``s.k`` threads."""
+    one = curve.point(1) or curve.points[0]
+    return (one, *(p for p in curve.points if p.concurrency == s.k and p is not one))
+
+
+def _unsteady(p: Point) -> bool:
+    """Whether the rounds behind ``p`` disagree too much for its median to carry a verdict.
+
+    Uses the median absolute deviation of the rounds, not their range: one round
+    disturbed by another process barely moves a median of several, while rounds
+    that scatter do.
+    """
+    if len(p.samples) < 2:
+        return p.spread > 2 * UNSTEADY
+    mid = statistics.median(p.samples)
+    deviation = statistics.median(abs(x - mid) for x in p.samples)
+    return mid <= 0 or deviation > UNSTEADY * mid
+
+
+def _range(p: Point) -> tuple[float, float]:
+    """The throughput range of ``p``'s rounds, less the most extreme one at each end."""
+    xs = sorted(p.samples)
+    if len(xs) < 2:
+        half = p.spread / 2 * p.items_per_s
+        return p.items_per_s - half, p.items_per_s + half
+    if len(xs) >= 4:
+        xs = xs[1:-1]
+    return xs[0], xs[-1]
+
+
+def _variants(curve: Curve | None, s: Shape | None) -> list[Curve | None]:
+    """``curve``, plus its most and least scalable readings within its unsteady points' range."""
+    if curve is None or s is None:
+        return [curve]
+    one, *at = _verdict_points(curve, s)
+    if not any(_unsteady(p) for p in (one, *at)):
+        return [curve]
+
+    def bounds(p: Point) -> tuple[float, float]:
+        return _range(p) if _unsteady(p) else (p.items_per_s, p.items_per_s)
+
+    (lo1, hi1), (lok, hik) = bounds(one), bounds(at[0] if at else one)
+
+    def reading(rate1: float, rate_k: float) -> Curve:
+        rates = {one.concurrency: rate1, s.k: rate_k}
+        return dataclasses.replace(
+            curve,
+            points=tuple(
+                dataclasses.replace(p, items_per_s=rates[p.concurrency])
+                if p.concurrency in rates
+                else p
+                for p in curve.points
+            ),
+        )
+
+    return [curve, reading(hi1, lok), reading(lo1, hik)]
 
 
 @dataclass(frozen=True)
@@ -261,10 +323,6 @@ def decide(
     for c in curves:
         if not c.ok:
             notes.append(f"{c.label}: no measurement ({c.status}: {c.message})")
-        elif any(p.spread > 0.35 for p in c.points):
-            notes.append(
-                f"{c.label}: figures varied by more than 35% between rounds (machine busy?)"
-            )
     fastest = min((c.points[0].wall_s_per_item for c in usable), default=1.0)
     if fastest < TINY_CALL_S:
         notes.append(
@@ -284,15 +342,27 @@ def decide(
         n_shape = shape(no_gil, cores) if no_gil else None
         g_shape = shape(gil, cores) if gil else None
         verdict, reason = _combine(n_shape, g_shape)
-        unsteady = [c.label for c in (no_gil, gil) if c and any(p.spread > 0.35 for p in c.points)]
+        # Prefer no answer to a wrong one: where the rounds behind a compared point
+        # scatter, the verdict must hold across their range.
+        unsteady = [
+            f"{c.label} at {p.concurrency} thread{'s' if p.concurrency > 1 else ''}"
+            for c, s in ((no_gil, n_shape), (gil, g_shape))
+            if c and s
+            for p in _verdict_points(c, s)
+            if _unsteady(p)
+        ]
         if unsteady and verdict is not Verdict.INCONCLUSIVE:
-            # Prefer no answer to a wrong one: a curve whose rounds disagree this much
-            # cannot carry an attribution.
-            verdict = Verdict.INCONCLUSIVE
-            reason = (
-                f"the figures of {' and '.join(unsteady)} varied by more than 35% between "
-                "rounds (machine busy?)"
-            )
+            outcomes = {
+                _combine(shape(vn, cores) if vn else None, shape(vg, cores) if vg else None)[0]
+                for vn in _variants(no_gil, n_shape)
+                for vg in _variants(gil, g_shape)
+            }
+            if len(outcomes) > 1:
+                verdict = Verdict.INCONCLUSIVE
+                reason = (
+                    f"the rounds of {' and '.join(unsteady)} scattered too much to choose "
+                    f"between {' and '.join(sorted(v.value for v in outcomes))} (machine busy?)"
+                )
     # Without both sides of the GIL comparison a verdict rests on one curve: say so.
     limited = no_gil is None or gil is None
     if no_gil is None and not missing:
