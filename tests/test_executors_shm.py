@@ -90,15 +90,36 @@ def test_a_failed_pickle_returns_its_segments(pair) -> None:  # type: ignore[no-
     assert len(a._free) == 1 and not a._lent
 
 
+def _release_all(a: _shm.Endpoint, b: _shm.Endpoint, views: list[object]) -> None:
+    views.clear()
+    gc.collect()
+    a.loads(b.dumps(None))  # the reply carries the release notices
+
+
+def test_free_segments_are_kept_up_to_the_peak_in_use(pair) -> None:  # type: ignore[no-untyped-def]
+    # A consumer that holds 11 results at once needs 11 segments: keeping them all
+    # means the next round reuses them instead of creating (and page-faulting) new ones.
+    a, b = pair
+    n = _shm.MIN_FREE + 3
+    views = [b.loads(a.dumps(np.zeros(1 << 16, dtype=np.uint8))) for _ in range(n)]
+    _release_all(a, b, views)
+    assert len(a._free) == n
+    views = [b.loads(a.dumps(np.ones(1 << 16, dtype=np.uint8))) for _ in range(n)]
+    assert len(_names(a.prefix)) == n  # all reused, none created
+    assert all(int(v[0]) == 1 for v in views)
+
+
 def test_free_list_is_bounded_and_the_peer_forgets_destroyed_segments(pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
-    views = [
-        b.loads(a.dumps(np.zeros((1 << 16) + 1024 * i, dtype=np.uint8)))
-        for i in range(_shm.MAX_FREE + 3)
-    ]
-    del views
-    gc.collect()
-    a.loads(b.dumps(None))
+    # Lent one at a time, never reusable (each larger than the last): MIN_FREE are kept.
+    for i in range(_shm.MIN_FREE + 3):
+        one = [b.loads(a.dumps(np.zeros((1 << 16) + _shm._PAGE * i, dtype=np.uint8)))]
+        _release_all(a, b, one)
+    assert len(a._free) == _shm.MIN_FREE
+    assert len(_names(a.prefix)) == _shm.MIN_FREE
+    # Lent all at once: at most MAX_FREE are kept.
+    views = [b.loads(a.dumps(np.zeros(1 << 16, dtype=np.uint8))) for _ in range(_shm.MAX_FREE + 3)]
+    _release_all(a, b, views)
     assert len(a._free) == _shm.MAX_FREE
     assert len(_names(a.prefix)) == _shm.MAX_FREE
     b.loads(a.dumps(None))  # carries the destroyed names
