@@ -264,6 +264,9 @@ PIPELINES = {
 PRELUDE = """
 import faulthandler, functools, signal, sys, time
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # the parent asks for stacks on a hang
+# A runner started as a background job passes SIGINT on ignored; Python then installs
+# no KeyboardInterrupt handler.  Ctrl-C is what these children test: restore it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import ftpipe
 try:
     import ftpipe.executors

@@ -143,7 +143,10 @@ def test_executor_created_from_a_kind_is_shut_down_user_one_is_not():
 
 CHILD = textwrap.dedent(
     """
-    import itertools, sys, time
+    import itertools, signal, sys, time
+    # Started from a background job, SIGINT arrives ignored and Python installs no
+    # KeyboardInterrupt handler: restore it, Ctrl-C is what this child tests.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.path.insert(0, {src!r})
     import ftpipe
 
