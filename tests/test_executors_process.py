@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -240,3 +241,52 @@ def test_a_killed_worker_fails_the_pipeline_with_the_stage_name() -> None:
     assert time.monotonic() - start < 10.0  # includes starting two workers
     assert any("fragile" in note for note in getattr(info.value, "__notes__", []))
     assert _children() <= before
+
+
+SIGTERM_GROUP = """
+import numpy as np, os, sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+from ftpipe.executors import ProcessExecutor
+if __name__ == "__main__":
+    ex = ProcessExecutor(2)
+    kept = list(ex.map(w.numpy_double, [np.ones(1 << 18)] * 4))  # segments in use on both sides
+    builder = ftpipe.PipelineBuilder().add_source([np.ones(1 << 18)] * 64).pipe(w.numpy_double)
+    child = ftpipe.run_in_subprocess(builder, buffer_size=4)
+    first = next(child)
+    print(*ex.worker_pids(), child.pid, flush=True)
+    sys.stdin.read()  # until the whole group is terminated
+"""
+
+
+# sends SIGTERM to a process group of its own making; counts /dev/shm names
+@pytest.mark.thread_unsafe
+def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A job scheduler (or `timeout`) stopping a job sends SIGTERM to every process in
+    # it at once: the parent dies without cleaning up, so the workers must.
+    script = tmp_path / "group.py"
+    script.write_text(SIGTERM_GROUP.format(tests=os.path.dirname(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line, proc.communicate(timeout=30)[1]
+    pids = line.split()
+    mine = f"ftpipe-{proc.pid}-"  # the executor's and the pipeline subprocess's segments
+    assert _segments(mine)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(psutil.pid_exists(int(p)) for p in pids):
+        time.sleep(0.05)
+    assert not any(psutil.pid_exists(int(p)) for p in pids)
+    assert _segments(mine) == []
+    assert _segments(f"ftpipe-{pids[-1]}-") == []  # the pipeline subprocess's own

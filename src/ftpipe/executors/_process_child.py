@@ -9,7 +9,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ._remote import pack_exception
-from ._shm import Endpoint, sweep
+from ._shm import Endpoint, sweep, sweep_on_sigterm
 
 __all__ = ["worker_main"]
 
@@ -34,6 +34,7 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
     """
     # Ctrl-C goes to the whole process group: let the parent decide how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sweep_on_sigterm(prefix)
     where = f"in worker process {os.getpid()}"
     transport = Endpoint(f"{prefix}c")
     try:

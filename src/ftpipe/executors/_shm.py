@@ -41,7 +41,7 @@ import weakref
 from collections import deque
 from typing import Any
 
-__all__ = ["DEFAULT_THRESHOLD", "Endpoint", "new_prefix", "sweep"]
+__all__ = ["DEFAULT_THRESHOLD", "Endpoint", "new_prefix", "sweep", "sweep_on_sigterm"]
 
 SHM_DIR = "/dev/shm"
 DEFAULT_THRESHOLD = 64 * 1024  # below this, a pipe write is cheaper than a segment
@@ -75,6 +75,24 @@ def sweep(prefix: str) -> int:
             except FileNotFoundError:  # the peer swept it first
                 pass
     return removed
+
+
+def sweep_on_sigterm(prefix: str) -> None:
+    """In a child process: on SIGTERM, unlink ``prefix``'s segments, then die of SIGTERM.
+
+    A SIGTERM sent to a whole process group (a job scheduler stopping a job,
+    ``timeout``) kills the parent at the same moment, and nobody else would
+    remove these segments.  The handler runs between bytecodes, so a worker
+    inside a long native call dies when the call returns (or by SIGKILL).
+    """
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        sweep(prefix)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _map(name: str, size: int, create: bool) -> mmap.mmap:

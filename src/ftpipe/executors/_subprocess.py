@@ -34,8 +34,12 @@ from ._remote import pack_exception, unpack_exception
 __all__ = ["SubprocessPipeline", "run_in_subprocess"]
 
 
+class _Terminated(SystemExit):
+    """SIGTERM arrived: unwind ``with pipeline`` (stopping its threads and workers)."""
+
+
 def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)  # unwinds `with pipeline`, which stops its threads and workers
+    raise _Terminated(0)
 
 
 def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> None:
@@ -63,6 +67,10 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
     except (EOFError, OSError):
         _shm.sweep(prefix)  # the parent is gone: nobody else will clean up
         return
+    except _Terminated:
+        # A SIGTERM to the whole process group takes the parent too: clean up here.
+        _shm.sweep(prefix)
+        raise
     except BaseException as exc:
         conn.send_bytes(b"e" + transport.dumps(pack_exception(exc, where)))
         return
