@@ -25,8 +25,9 @@ pytestmark = pytest.mark.dask
 def client() -> Iterator[Any]:
     distributed = pytest.importorskip("distributed")
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    # ":0": any free port (None still means the default 8787, which may be taken).
     cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", host="127.0.0.1"
     )
     client = distributed.Client(cluster)
     # Start Dask's own helper threads (e.g. its offload pool) now, so the per-test
