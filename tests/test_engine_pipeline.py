@@ -254,6 +254,45 @@ def test_retries_then_succeed_or_fail():
     assert pipeline.stats()["g"].retries == 3 and pipeline.stats()["g"].failures == 1
 
 
+def test_generator_stage_retries_keep_only_the_successful_attempts_outputs():
+    attempts: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def flaky_pairs(x):
+        with lock:
+            attempts[x] = attempts.get(x, 0) + 1
+            n = attempts[x]
+        yield (x, "a")
+        if x % 4 == 0 and n < 3:
+            raise Boom(x)  # after one output: a failed attempt's outputs must not leak
+        yield (x, "b")
+
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(12))
+        .pipe(flaky_pairs, concurrency=2, retries=2, name="pairs")
+        .build()
+    )
+    with pipeline:
+        assert list(pipeline) == [(x, t) for x in range(12) for t in "ab"]
+    assert pipeline.stats()["pairs"].retries == 6
+
+    def always_fails_on_5(x):
+        yield x
+        if x == 5:
+            raise Boom(x)
+
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(8))
+        .pipe(always_fails_on_5, retries=1, on_error="skip", name="g")
+        .build()
+    )
+    with pipeline:
+        assert list(pipeline) == [0, 1, 2, 3, 4, 6, 7]
+    assert pipeline.stats()["g"].retries == 1 and pipeline.stats()["g"].failures == 1
+
+
 def test_user_executor_runs_stage_and_is_not_shut_down():
     with ThreadPoolExecutor(2) as pool:
         b = (

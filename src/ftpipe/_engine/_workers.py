@@ -268,16 +268,16 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
     stream = generator and cfg.retries == 0
     max_batch = max(1, inbox.capacity // (2 * cfg.concurrency))
 
+    def collect(item: Any) -> list[Any]:
+        return list(fn(item))
+
     def call(item: Any, seq: int) -> list[Any] | None:
-        for attempt in range(cfg.retries + 1):
-            try:
-                return list(fn(item)) if generator else [fn(item)]
-            except BaseException as exc:  # noqa: BLE001 - the policy decides
-                if attempt == cfg.retries or not isinstance(exc, Exception):
-                    stage.failed(exc, seq, counters)
-                    return None
-                counters.retries += 1
-        return None  # unreachable: the loop returns or raises
+        """A generator stage's outputs for ``item`` (retried); None once the policy dropped it."""
+        try:
+            return collect(item)
+        except BaseException as exc:  # noqa: BLE001 - the policy decides
+            result: list[Any] = retry(collect, item, seq, exc)
+            return None if result is _SKIPPED else result
 
     def _call_all(items: list[Any], seq0: int, out: list[Any]) -> None:
         # The hot path: map() runs the calls without a Python-level loop.  On a
@@ -297,19 +297,20 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
                 # map() ended early: fn raised StopIteration, which extend() took
                 # for the end of the batch.
                 failure = RuntimeError("stage function raised StopIteration")
-            result = retry(items[i], seq0 + i, failure)
+            result = retry(fn, items[i], seq0 + i, failure)
             if result is not _SKIPPED:
                 out.append(result)
             pos = i + 1
 
-    def retry(item: Any, seq: int, exc: BaseException) -> Any:
-        """Retry a failed call; return its result or None once the policy dropped it."""
+    def retry(attempt: Callable[[Any], Any], item: Any, seq: int, exc: BaseException) -> Any:
+        """Retry ``attempt(item)``, which failed with ``exc``; its result, or _SKIPPED once
+        the policy dropped the input (an error policy of "raise" raises StageFailed)."""
         for _ in range(cfg.retries):
             if not isinstance(exc, Exception):
-                break
+                break  # KeyboardInterrupt and friends are never retried
             counters.retries += 1
             try:
-                return fn(item)
+                return attempt(item)
             except BaseException as again:  # noqa: BLE001 - the policy decides
                 exc = again
         stage.failed(exc, seq, counters)
