@@ -44,16 +44,20 @@ def test_unordered_output_is_every_item_once():
 
 def test_unordered_yields_in_completion_order():
     gate = threading.Event()
+    waited: list[bool] = []
 
     def slow_first(x):
         if x == 0:
-            gate.wait(5)
+            # Generous: under the 4-thread parallel run on 2 cores the other worker
+            # can take seconds to get going.  It must get there, though.
+            waited.append(gate.wait(60))
         else:
             gate.set() if x == 5 else None
         return x
 
     b = ftpipe.PipelineBuilder().add_source(range(6)).pipe(slow_first, concurrency=2, ordered=False)
     out = run(b)
+    assert waited == [True], "the second worker never reached the last item"
     assert sorted(out) == list(range(6)) and out[-1] == 0
 
 
