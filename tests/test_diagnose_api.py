@@ -14,6 +14,7 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,58 @@ def diagnose_robustly(fn: Callable[..., Any], inputs: list[Any], **kwargs: Any) 
     return d
 
 
+_SPIN = """
+import sys, time
+start, seconds = float(sys.argv[1]), float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+end, n = time.perf_counter() + seconds, 0
+while time.perf_counter() < end:
+    for _ in range(1000):
+        pass
+    n += 1
+print(n)
+"""
+
+
+def process_scaling(seconds: float = 0.5) -> float:
+    """How much faster 2 processes spinning a Python loop together go than 1, right now."""
+
+    def spin(k: int) -> int:
+        start = time.time() + 0.3  # every process starts its loop at the same moment
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _SPIN, str(start), str(seconds)],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(k)
+        ]
+        return sum(int(p.communicate(timeout=30)[0]) for p in procs)
+
+    return spin(2) / spin(1)
+
+
+def check_verdict(d: Diagnosis, expected: set[Verdict]) -> None:
+    """Assert the verdict; skip (never pass) when even 2 processes cannot run in parallel now.
+
+    On a shared 2-vCPU machine the two "cores" are at times hyperthreads of one core
+    or slices of a busy host: then perfectly parallel threads also slow each other
+    down, and "threads interfere" is what the detector rightly measures.
+    """
+    if d.verdict in expected:
+        return
+    scaling = process_scaling()
+    if scaling < 1.6:
+        pytest.skip(
+            f"2 processes ran only {scaling:.2f}x as fast as 1 on this machine just now, so "
+            f"thread scaling cannot be checked: {d.explanation}"
+        )
+    raise AssertionError(
+        f"verdict {d.verdict.value}, expected {sorted(v.value for v in expected)} "
+        f"(2 processes ran {scaling:.2f}x as fast as 1 just now): {d.explanation}"
+    )
+
+
 # (function, inputs, expected verdicts): one verdict each, except the shared dict, whose
 # slowdown without the GIL is either called a regression (clearly worse than with the GIL)
 # or compute contention (CPU per item grows) depending on how bad it is on the day.
@@ -64,7 +117,7 @@ def test_known_causes_quick(
     fn: Callable[..., Any], make_inputs: Callable[[], list[Any]], expected: set[Verdict]
 ) -> None:
     d = diagnose_robustly(fn, make_inputs(), quick=True)
-    assert d.verdict in expected, d.explanation
+    check_verdict(d, expected)
     assert d.seconds <= 15  # the --quick budget
     assert {c.role for c in d.curves} >= {"no-gil", "gil"}
 
@@ -74,7 +127,7 @@ def test_known_causes_quick(
 @pytest.mark.timeout(150)
 def test_default_diagnosis_within_a_minute_with_numbers_and_advice() -> None:
     d = diagnose_robustly(w.pure_python, w.pure_python_inputs())
-    assert d.verdict is Verdict.GIL_BOUND, d.explanation
+    check_verdict(d, {Verdict.GIL_BOUND})
     assert d.seconds <= 60
     assert "3.13t:" in d.explanation and "gil=1" in d.explanation and "x as fast" in d.explanation
     assert d.best_concurrency == 2
@@ -284,7 +337,7 @@ def test_on_a_gil_build_the_free_threaded_interpreter_is_borrowed() -> None:
         pytest.skip(f"no free-threaded interpreter on this machine: {missing}")
     d = diagnose_robustly(w.pure_python, w.pure_python_inputs(), quick=True)
     assert [c.role for c in d.curves] == ["gil-build", "no-gil", "gil"]
-    assert d.verdict is Verdict.GIL_BOUND, d.explanation
+    check_verdict(d, {Verdict.GIL_BOUND})
     # Threads will not help here; isolated workers will (no subinterpreters before 3.13).
     expected_here = "interpreter" if sys.version_info >= (3, 13) else "process"
     assert d.recommended_executor.this_interpreter == expected_here
