@@ -191,6 +191,21 @@ def _same(batch: Any) -> Any:
     return batch
 
 
+def process_batches(ds: Records, indices: list[int], pool: Any, calls: int, workers: int) -> Any:
+    """A PipelineLoader handing ``pool`` one batch of indices per call, ``calls`` at a time."""
+    import ftpipe
+    import ftpipe.torch as ft
+
+    return ft.PipelineLoader(
+        ftpipe.PipelineBuilder()
+        .add_source(indices)
+        .aggregate(BATCH)
+        .pipe(ds.load_batch, concurrency=calls, executor=pool)
+        .pipe(ft.as_tensors)
+        .add_sink(buffer_size=2 * workers)
+    )
+
+
 def make_loaders(
     ds: Records, n: int, workers: int, have_torch: bool
 ) -> tuple[dict[str, Any], list[Any]]:
@@ -218,26 +233,12 @@ def make_loaders(
         loaders[f"DataLoader(num_workers={workers})"] = lambda: dl
         pool = ftpipe.ProcessExecutor(workers, name="vs-dataloader")
         closers.append(pool)
-        per_batch = ft.PipelineLoader(
-            ftpipe.PipelineBuilder()
-            .add_source(indices)
-            .aggregate(BATCH)
-            .pipe(ds.load_batch, concurrency=workers, executor=pool)
-            .pipe(ft.as_tensors)
-            .add_sink(buffer_size=2 * workers)
-        )
+        per_batch = process_batches(ds, indices, pool, workers, workers)
         loaders[f"ftpipe process x{workers}, batch/call"] = lambda: per_batch
         # 2 calls queued per worker process, as the DataLoader's prefetch_factor=2 keeps
         # 2 index batches queued per worker: a worker never waits for the parent to
         # hand it its next batch.
-        prefetching = ft.PipelineLoader(
-            ftpipe.PipelineBuilder()
-            .add_source(indices)
-            .aggregate(BATCH)
-            .pipe(ds.load_batch, concurrency=2 * workers, executor=pool)
-            .pipe(ft.as_tensors)
-            .add_sink(buffer_size=2 * workers)
-        )
+        prefetching = process_batches(ds, indices, pool, 2 * workers, workers)
         loaders[f"ftpipe process x{workers}, batch/call, 2 queued"] = lambda: prefetching
         per_sample = ft.PipelineLoader(
             ftpipe.PipelineBuilder()
@@ -379,14 +380,7 @@ def measure_training(ds: Records, n: int, workers: int, repeats: int) -> dict[st
     dl = torch.utils.data.DataLoader(
         ds, batch_size=BATCH, num_workers=workers, persistent_workers=True
     )
-    ftp = ft.PipelineLoader(
-        ftpipe.PipelineBuilder()
-        .add_source(list(range(n)))
-        .aggregate(BATCH)
-        .pipe(ds.load_batch, concurrency=workers, executor=pool)
-        .pipe(ft.as_tensors)
-        .add_sink(buffer_size=2 * workers)
-    )
+    ftp = process_batches(ds, list(range(n)), pool, workers, workers)
     cached = ft.CacheLoader(ftp, 8)
     loaders = {
         f"DataLoader(num_workers={workers})": dl,

@@ -36,18 +36,19 @@ def _exchange(sizes: list[int], droppers: int, keep: int, workers: int) -> None:
     handoff: queue.SimpleQueue[Any] = queue.SimpleQueue()
     bad: list[str] = []
 
+    def let_go(x: np.ndarray, y: np.ndarray) -> None:
+        if not np.array_equal(y, -x):
+            bad.append(f"a result changed before it was dropped ({x.nbytes} bytes)")
+
     def drop() -> None:
         # Keeps the last `keep` results alive for a while, then lets them go.
         held: list[tuple[np.ndarray, np.ndarray]] = []
         while (item := handoff.get()) is not None:
             held.append(item)
             if len(held) > keep:
-                x, y = held.pop(0)
-                if not np.array_equal(y, -x):
-                    bad.append(f"a result changed before it was dropped ({x.nbytes} bytes)")
-        for x, y in held:
-            if not np.array_equal(y, -x):
-                bad.append(f"a result changed before it was dropped ({x.nbytes} bytes)")
+                let_go(*held.pop(0))
+        for pair in held:
+            let_go(*pair)
 
     threads = [threading.Thread(target=drop, name="stress-dropper") for _ in range(droppers)]
     for t in threads:

@@ -23,6 +23,16 @@ def _segments(prefix: str) -> list[str]:
     return [e for e in os.listdir("/dev/shm") if e.startswith(prefix)]
 
 
+def _all_gone(pids: list[str], seconds: float) -> bool:
+    """Wait up to ``seconds`` for every process in ``pids`` to exit; whether they all did."""
+    deadline = time.monotonic() + seconds
+    while any(psutil.pid_exists(int(p)) for p in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _children() -> set[int]:
     """Our live descendants, minus the forkserver and resource tracker (they outlive executors)."""
     me = os.getpid()
@@ -211,10 +221,7 @@ def test_workers_clean_up_when_the_parent_is_killed(tmp_path) -> None:  # type: 
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == -9, proc.stderr
     prefix, *pids = proc.stdout.split()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(psutil.pid_exists(int(p)) for p in pids):
-        time.sleep(0.05)  # the orphans see EOF on their pipe and exit
-    assert not any(psutil.pid_exists(int(p)) for p in pids)
+    assert _all_gone(pids, 5)  # the orphans see EOF on their pipe and exit
     assert _segments(prefix) == []
 
 
@@ -284,9 +291,6 @@ def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path) -> None
     os.killpg(proc.pid, signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGTERM
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(psutil.pid_exists(int(p)) for p in pids):
-        time.sleep(0.05)
-    assert not any(psutil.pid_exists(int(p)) for p in pids)
+    assert _all_gone(pids, 10)
     assert _segments(mine) == []
     assert _segments(f"ftpipe-{pids[-1]}-") == []  # the pipeline subprocess's own

@@ -196,22 +196,24 @@ async def _drain_async(source: AsyncIterable[Any], feed: Callable[[Iterable[Any]
 
 
 def start_stage(stage: StageRuntime) -> None:
-    """Start the workers of one stage."""
+    """Start the workers of one stage: ``worker_count`` threads, the producers its output expects."""
     cfg = stage.config
+    make: Callable[[StageRuntime], Callable[[], None]]
+    numbered = False  # one thread per stage by design (aggregate, async) goes unnumbered
     if cfg.kind is StageKind.AGGREGATE:
-        stage.control.thread(_aggregate_worker(stage), f"ftpipe-{cfg.name}")
+        make = _aggregate_worker
     elif cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and stage.executor is None:
-        from ._async_stage import async_worker
-
-        stage.control.thread(async_worker(stage), f"ftpipe-{cfg.name}")
+        from ._async_stage import async_worker as make
     elif stage.executor is not None:
-        from ._executor_stage import executor_worker
+        from ._executor_stage import executor_worker as make
 
-        for i in range(worker_count(cfg)):
-            stage.control.thread(executor_worker(stage), f"ftpipe-{cfg.name}-{i}")
+        numbered = True
     else:
-        for i in range(cfg.concurrency):
-            stage.control.thread(_thread_worker(stage), f"ftpipe-{cfg.name}-{i}")
+        make, numbered = _thread_worker, True
+    for i in range(worker_count(cfg)):
+        stage.control.thread(
+            make(stage), f"ftpipe-{cfg.name}-{i}" if numbered else f"ftpipe-{cfg.name}"
+        )
 
 
 def guarded(stage: StageRuntime, body: Callable[[], None]) -> Callable[[], None]:

@@ -89,13 +89,19 @@ def _waited(p: Point, cores: int) -> float:
     return 0.0
 
 
+def _compared(curve: Curve, cores: int) -> tuple[Point, Point]:
+    """The two points a shape compares: one thread, and the most threads up to the cores."""
+    one = curve.point(1) or curve.points[0]
+    candidates = [p for p in curve.points if 2 <= p.concurrency <= cores]
+    at = max(candidates, key=lambda p: p.concurrency) if candidates else curve.points[1]
+    return one, at
+
+
 def shape(curve: Curve, cores: int) -> Shape | None:
     """Classify ``curve``; None when it has no usable points."""
     if not curve.ok or cores < 2:
         return None
-    one = curve.point(1) or curve.points[0]
-    candidates = [p for p in curve.points if 2 <= p.concurrency <= cores]
-    at = max(candidates, key=lambda p: p.concurrency) if candidates else curve.points[1]
+    one, at = _compared(curve, cores)
     speedup = at.items_per_s / one.items_per_s
     ideal = min(at.concurrency, cores)
     growth = at.cpu_s_per_item / one.cpu_s_per_item if one.cpu_s_per_item > 0 else 1.0
@@ -139,12 +145,6 @@ def shape(curve: Curve, cores: int) -> Shape | None:
     )
 
 
-def _verdict_points(curve: Curve, s: Shape) -> tuple[Point, ...]:
-    """The points ``shape`` compared: one thread, and ``s.k`` threads."""
-    one = curve.point(1) or curve.points[0]
-    return (one, *(p for p in curve.points if p.concurrency == s.k and p is not one))
-
-
 def _unsteady(p: Point) -> bool:
     """Whether the rounds behind ``p`` disagree too much for its median to carry a verdict.
 
@@ -170,21 +170,17 @@ def _range(p: Point) -> tuple[float, float]:
     return xs[0], xs[-1]
 
 
-def _variants(curve: Curve | None, s: Shape | None) -> list[Curve | None]:
+def _variants(curve: Curve | None, cores: int) -> list[Curve | None]:
     """``curve``, plus its most and least scalable readings within its unsteady points' range."""
-    if curve is None or s is None:
+    if curve is None:
         return [curve]
-    one, *at = _verdict_points(curve, s)
-    if not any(_unsteady(p) for p in (one, *at)):
+    one, at = _compared(curve, cores)
+    if not (_unsteady(one) or _unsteady(at)):
         return [curve]
-
-    def bounds(p: Point) -> tuple[float, float]:
-        return _range(p) if _unsteady(p) else (p.items_per_s, p.items_per_s)
-
-    (lo1, hi1), (lok, hik) = bounds(one), bounds(at[0] if at else one)
+    (lo1, hi1), (lok, hik) = _bounds(one), _bounds(at)
 
     def reading(rate1: float, rate_k: float) -> Curve:
-        rates = {one.concurrency: rate1, s.k: rate_k}
+        rates = {one.concurrency: rate1, at.concurrency: rate_k}
         return dataclasses.replace(
             curve,
             points=tuple(
@@ -196,6 +192,11 @@ def _variants(curve: Curve | None, s: Shape | None) -> list[Curve | None]:
         )
 
     return [curve, reading(hi1, lok), reading(lo1, hik)]
+
+
+def _bounds(p: Point) -> tuple[float, float]:
+    """Where ``p``'s throughput may lie: its rounds' range when they scatter, else its median."""
+    return _range(p) if _unsteady(p) else (p.items_per_s, p.items_per_s)
 
 
 @dataclass(frozen=True)
@@ -346,16 +347,16 @@ def decide(
         # scatter, the verdict must hold across their range.
         unsteady = [
             f"{c.label} at {p.concurrency} thread{'s' if p.concurrency > 1 else ''}"
-            for c, s in ((no_gil, n_shape), (gil, g_shape))
-            if c and s
-            for p in _verdict_points(c, s)
+            for c in (no_gil, gil)
+            if c
+            for p in dict.fromkeys(_compared(c, cores))
             if _unsteady(p)
         ]
         if unsteady and verdict is not Verdict.INCONCLUSIVE:
             outcomes = {
                 _combine(shape(vn, cores) if vn else None, shape(vg, cores) if vg else None)[0]
-                for vn in _variants(no_gil, n_shape)
-                for vg in _variants(gil, g_shape)
+                for vn in _variants(no_gil, cores)
+                for vg in _variants(gil, cores)
             }
             if len(outcomes) > 1:
                 verdict = Verdict.INCONCLUSIVE

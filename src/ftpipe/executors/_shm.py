@@ -37,6 +37,7 @@ import mmap
 import os
 import pickle
 import secrets
+import signal
 import weakref
 from collections import deque
 from typing import Any
@@ -85,7 +86,6 @@ def sweep_on_sigterm(prefix: str) -> None:
     remove these segments.  The handler runs between bytecodes, so a worker
     inside a long native call dies when the call returns (or by SIGKILL).
     """
-    import signal
 
     def handler(signum: int, frame: object) -> None:
         sweep(prefix)

@@ -11,12 +11,12 @@ Copies: stacking N samples into one batch needs one copy (``np.stack`` /
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-__all__ = ["as_tensors", "collate"]
+__all__ = ["as_tensors", "collate", "map_leaves"]
 
 try:
     import numpy as np
@@ -97,11 +97,9 @@ def _collate(samples: list[Any], where: str) -> Any:
                 raise ValueError(
                     f"collate: {_at(where, i)} has keys {found}, but samples[0] has {sorted(keys)}"
                 )
-        out = {key: _collate([s[key] for s in samples], f"{where}[{key!r}]") for key in keys}
-        try:
-            return type(first)(out)  # type: ignore[call-arg]  # keep OrderedDict, defaultdict-free subclasses, ...
-        except TypeError:
-            return out
+        return _like(
+            first, {key: _collate([s[key] for s in samples], f"{where}[{key!r}]") for key in keys}
+        )
     if isinstance(first, tuple | list):
         size = len(first)
         for i, sample in enumerate(samples):
@@ -137,6 +135,10 @@ def as_tensors(obj: Any) -> Any:
     this is the zero-copy last step.  Read-only arrays and arrays with negative
     strides are copied: a tensor is always writable, and torch refuses negative strides.
     """
+    return map_leaves(_as_tensor, obj)
+
+
+def _as_tensor(obj: Any) -> Any:
     if np is not None and isinstance(obj, np.ndarray):
         if obj.dtype.kind in _UNCONVERTIBLE_KINDS:
             return obj
@@ -145,16 +147,30 @@ def as_tensors(obj: Any) -> Any:
         return torch.from_numpy(obj)
     if np is not None and isinstance(obj, np.generic):
         return obj if obj.dtype.kind in _UNCONVERTIBLE_KINDS else torch.from_numpy(np.asarray(obj))
-    if isinstance(obj, Mapping):
-        out = {key: as_tensors(value) for key, value in obj.items()}
-        try:
-            return type(obj)(out)  # type: ignore[call-arg]
-        except TypeError:
-            return out
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(as_tensors(v) for v in obj))
-    if isinstance(obj, tuple):
-        return tuple(as_tensors(v) for v in obj)
-    if isinstance(obj, list):
-        return [as_tensors(v) for v in obj]
     return obj
+
+
+def map_leaves(fn: Callable[[Any], Any], obj: Any) -> Any:
+    """Apply ``fn`` to every leaf of nested dicts, named tuples, tuples and lists.
+
+    The containers are rebuilt around the new leaves: a mapping keeps its type
+    when that type can be built from a dict (``OrderedDict``), else becomes a
+    dict; named tuples stay named tuples; other tuples and lists become plain ones.
+    """
+    if isinstance(obj, Mapping):
+        return _like(obj, {key: map_leaves(fn, value) for key, value in obj.items()})
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
+        return type(obj)(*(map_leaves(fn, v) for v in obj))
+    if isinstance(obj, tuple):
+        return tuple(map_leaves(fn, v) for v in obj)
+    if isinstance(obj, list):
+        return [map_leaves(fn, v) for v in obj]
+    return fn(obj)
+
+
+def _like(mapping: Mapping[Any, Any], out: dict[Any, Any]) -> Any:
+    """``out`` as ``mapping``'s type when that type can be built from a dict, else ``out``."""
+    try:
+        return type(mapping)(out)  # type: ignore[call-arg]
+    except TypeError:
+        return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from ._collate import map_leaves
 
 __all__ = ["to_device"]
 
@@ -67,18 +69,11 @@ class _ToDevice:
 
 
 def _move(obj: Any, device: torch.device, pin: bool, non_blocking: bool) -> Any:
-    if isinstance(obj, torch.Tensor):
-        if pin and obj.device.type == "cpu" and not obj.is_pinned():
-            obj = obj.pin_memory()
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, Mapping):
-        out = {k: _move(v, device, pin, non_blocking) for k, v in obj.items()}
-        try:
-            return type(obj)(out)  # type: ignore[call-arg]
-        except TypeError:
-            return out
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        return type(obj)(*(_move(v, device, pin, non_blocking) for v in obj))
-    if isinstance(obj, tuple | list):
-        return type(obj)(_move(v, device, pin, non_blocking) for v in obj)
-    return obj
+    def move(leaf: Any) -> Any:
+        if not isinstance(leaf, torch.Tensor):
+            return leaf
+        if pin and leaf.device.type == "cpu" and not leaf.is_pinned():
+            leaf = leaf.pin_memory()
+        return leaf.to(device, non_blocking=non_blocking)
+
+    return map_leaves(move, obj)
