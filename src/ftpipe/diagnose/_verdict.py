@@ -210,11 +210,22 @@ class Decision:
     notes: tuple[str, ...]
 
 
-def _best(curve: Curve | None) -> int:
+def _best(curve: Curve | None, cores: int) -> int:
+    """The smallest concurrency within 5% of the best throughput.
+
+    Levels past the core count compete only when they beat every level within it
+    by more than MARGIN: more threads than cores help work that waits, and then
+    clearly; a few percent there is round-to-round noise, not a reason for 4
+    threads on 2 cores.
+    """
     if curve is None or not curve.ok:
         return 1
-    top = max(p.items_per_s for p in curve.points)
-    return min(p.concurrency for p in curve.points if p.items_per_s >= 0.95 * top)
+    within = [p for p in curve.points if p.concurrency <= cores] or list(curve.points)
+    top_within = max(p.items_per_s for p in within)
+    if any(p.items_per_s > (1 + MARGIN) * top_within for p in curve.points):
+        within = list(curve.points)
+    top = max(p.items_per_s for p in within)
+    return min(p.concurrency for p in within if p.items_per_s >= 0.95 * top)
 
 
 def _describe(curve: Curve, s: Shape) -> str:
@@ -408,12 +419,12 @@ def decide(
         numpy = any(c.uses_numpy for c in usable)
         here_exec = "process" if numpy or not subinterpreters else "interpreter"
     if verdict is Verdict.GIL_BOUND:
-        best = _best(no_gil)
+        best = _best(no_gil, cores)
     elif verdict in (Verdict.INTERNALLY_PARALLEL,):
         best = 1
     else:
         here = no_gil if (here_free_threaded and here_gil_off) else (gil or no_gil)
-        best = _best(here)
+        best = _best(here, cores)
     if verdict is Verdict.INCONCLUSIVE:
         text += f" Best measured: concurrency {best} (not a recommendation: the figures are not conclusive)."
     else:
