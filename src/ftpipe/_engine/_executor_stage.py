@@ -1,29 +1,45 @@
-"""Stages on an executor: threads that submit one call each and wait for it.
+"""Stages on an executor: threads that submit chunks of inputs and wait for them.
 
 ::
 
-    inbox.get(1) ──► executor.submit(fn, item) ──► wait(future | stop) ──► outbox.put
+    inbox.get(n) ──► executor.submit(call_chunk, fn, items) ──► wait(future | stop) ──► outbox.put
+                     (one call, many inputs: a process or subinterpreter pays its
+                      round trip per chunk, not per item)
 
-A process, a subinterpreter or a Dask worker runs the call; generator and async
-functions go through ``_calls`` so the executor returns a plain value.  Waiting
-includes the pipeline's stop future, so closing never waits on a call that
-will not come back soon; an executor that refuses work stops the pipeline,
-whatever the error policy, with a note naming the stage.
+A process, a subinterpreter or a Dask worker runs the chunk; ``_calls.call_chunk``
+calls ``fn`` on each input there and reports one outcome per input, so a failure
+still names its own input and the error policy (retries, skip, raise) applies
+per input, exactly as on thread stages.  Chunks adapt like the thread workers'
+batches: they grow while calls are short (measured where they ran) and stay at
+one input when a call takes longer than ``_CHUNK_TARGET_S``, so slow calls keep
+every worker busy.  Pools the pipeline creates get two submitting threads per
+worker: the next chunk is queued while one runs, so a worker never idles
+waiting for a round trip through the parent.
+
+Waiting includes the pipeline's stop future, so closing never waits on a call
+that will not come back soon; an executor that refuses work stops the
+pipeline, whatever the error policy, with a note naming the stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
+from itertools import chain
 from time import perf_counter
 from typing import Any
 
-from . import _calls
+from ._calls import ChunkOutcome, call_chunk
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
-from ._workers import StageRuntime, guarded, stage_fn
+from ._workers import StageFailed, StageRuntime, guarded, stage_fn, worker_count
 
 __all__ = ["executor_worker"]
+
+# A chunk's calls take about this long once its size has adapted: long enough that
+# the round trip (pickling, a pipe, two thread wake-ups: ~0.1 ms) is a few percent
+# of it, short enough that a slow stage still hands work to every worker.
+_CHUNK_TARGET_S = 4e-3
 
 
 def executor_worker(stage: StageRuntime) -> Callable[[], None]:
@@ -33,57 +49,105 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
     assert executor is not None
     counters = stage.new_counters()
     fn = stage_fn(cfg)
-    wrapper: Callable[..., Any] | None = {
-        FnKind.GENERATOR: _calls.collect_generator,
-        FnKind.ASYNC: _calls.run_coroutine,
-        FnKind.ASYNC_GENERATOR: _calls.collect_async_generator,
-    }.get(cfg.fn_kind)
+    kind = cfg.fn_kind.value
+    flat = cfg.fn_kind in (FnKind.GENERATOR, FnKind.ASYNC_GENERATOR)
+    max_batch = max(1, inbox.capacity // cfg.concurrency)
 
-    def call(item: Any, seq: int) -> list[Any] | None:
-        for attempt in range(cfg.retries + 1):
-            try:
-                future = (
-                    executor.submit(wrapper, fn, item) if wrapper else executor.submit(fn, item)
-                )
-            except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
-                control.fail(
-                    refusal, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq}"
-                )
-                raise Stopped from None
-            done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
-            if future not in done:
-                future.cancel()
-                raise Stopped
-            exc = future.exception()
-            if exc is None:
-                result = future.result()
-                return (
-                    list(result)
-                    if wrapper is not None and cfg.fn_kind is not FnKind.ASYNC
-                    else [result]
-                )
-            if attempt == cfg.retries or not isinstance(exc, Exception):
-                stage.failed(exc, seq, counters)
-                return None
-            counters.retries += 1
-        return None
+    def submit(items: list[Any], seq0: int) -> ChunkOutcome:
+        """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
+        try:
+            future = executor.submit(call_chunk, fn, items, kind)
+        except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
+            control.fail(
+                refusal, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq0}"
+            )
+            raise Stopped from None
+        done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
+        if future not in done:
+            future.cancel()
+            raise Stopped
+        exc = future.exception()
+        if exc is None:
+            return future.result()  # type: ignore[no-any-return]
+        if isinstance(exc, BrokenExecutor):
+            # Every input of the chunk was lost with the worker: fail at the first.
+            detail = (
+                f" (inputs #{seq0} to #{seq0 + len(items) - 1} were in the lost call)"
+                if len(items) > 1
+                else ""
+            )
+            stage.failed(exc, seq0, counters, detail=detail)
+        if len(items) == 1:
+            return [None], {0: exc}, 0.0
+        # The chunk as a whole could not travel (an argument or a result that does
+        # not pickle): run its inputs one by one so the failure names its own input.
+        results: list[Any] = []
+        failures: dict[int, BaseException] = {}
+        seconds = 0.0
+        for i, item in enumerate(items):
+            one, failed, spent = submit([item], seq0 + i)
+            results.append(one[0])
+            if failed:
+                failures[i] = failed[0]
+            seconds += spent
+        return results, failures, seconds
+
+    def settle(items: list[Any], seq0: int, outcome: ChunkOutcome) -> list[Any]:
+        """Apply retries and the error policy to a chunk's failures; return its outputs.
+
+        Raises:
+            StageFailed: An input failed for good under on_error="raise"; the
+                outputs of the inputs before it were put already.
+        """
+        results, failures, seconds = outcome
+        counters.busy += seconds
+        if not failures:
+            return list(chain.from_iterable(results)) if flat else results
+        out: list[Any] = []
+        try:
+            for i, result in enumerate(results):
+                exc = failures.get(i)
+                attempts = 0
+                # KeyboardInterrupt and friends are never retried.
+                while exc is not None and attempts < cfg.retries and isinstance(exc, Exception):
+                    attempts += 1
+                    counters.retries += 1
+                    again, failed, spent = submit([items[i]], seq0 + i)
+                    counters.busy += spent
+                    exc, result = failed.get(0), again[0]
+                if exc is None:
+                    if flat:
+                        out.extend(result)
+                    else:
+                        out.append(result)
+                else:
+                    stage.failed(exc, seq0 + i, counters)  # returns when the input is skipped
+        except StageFailed as failure:
+            # Outputs of the inputs before the failure still go downstream.
+            outbox.put(seq0, failure.seq, out)
+            counters.items_out += len(out)
+            raise
+        return out
 
     def run() -> None:
+        batch = 1  # grows while calls are short; a slow stage keeps one input per call
         while True:
             t0 = perf_counter()
             try:
-                seq, items = inbox.get(1)
+                seq0, items = inbox.get(batch)
             except EndOfStream:
                 return
             t1 = perf_counter()
             counters.starved += t1 - t0
-            counters.items_in += 1
-            result = call(items[0], seq)
-            out = result if result is not None else []
+            counters.items_in += len(items)
+            outcome = submit(items, seq0)
+            out = settle(items, seq0, outcome)
             t2 = perf_counter()
-            counters.busy += t2 - t1
-            outbox.put(seq, seq + 1, out)
+            outbox.put(seq0, seq0 + len(items), out)
             counters.items_out += len(out)
             counters.blocked += perf_counter() - t2
+            per_item = outcome[2] / len(items)
+            fit = int(_CHUNK_TARGET_S / per_item) if per_item > 0 else max_batch
+            batch = max(1, min(max_batch, 2 * batch, fit))
 
     return guarded(stage, run)

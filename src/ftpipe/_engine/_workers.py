@@ -81,8 +81,13 @@ class StageRuntime:
         self.counters.append(counters)  # only while starting, from the starting thread
         return counters
 
-    def failed(self, exc: BaseException, seq: int, counters: WorkerCounters) -> None:
+    def failed(
+        self, exc: BaseException, seq: int, counters: WorkerCounters, *, detail: str = ""
+    ) -> None:
         """Apply the error policy to a call that failed after its retries.
+
+        ``detail`` ends the note the consumer sees (e.g. which inputs a dead
+        worker took with it).
 
         Raises:
             StageFailed: The policy stops the pipeline (the exception is recorded
@@ -106,7 +111,7 @@ class StageRuntime:
                 f"max_failures={cfg.max_failures}; this is the last one (input #{seq})"
             )
         else:
-            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq}"
+            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq}{detail}"
         self.control.fail(exc, note, stage=self.index, seq=seq)
         raise StageFailed(seq)
 

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from .._engine._calls import call_chunk, unpack_failures
 from . import _shm
 from ._pool import BrokenWorkerError, WorkerContext, WorkerPool
 from ._remote import unpack_exception
@@ -139,15 +140,19 @@ class ProcessContext:
                 f"worker process: {type(exc).__name__}: {exc}"
             ) from exc
         assert self._conn is not None
+        what = _label(fn, args)
         try:
             self._conn.send_bytes(message)
         except OSError as exc:  # the child died while idle
-            raise self._broken(f"before running {_label(fn)}") from exc
+            raise self._broken(f"before running {what}") from exc
         del message
-        ok, value, tb = self._receive(f"while running {_label(fn)}")
+        ok, value, tb = self._receive(f"while running {what}")
         if ok:
-            return value
-        raise unpack_exception(value, tb, "process", self._name)
+            return unpack_failures(value, self._unpack) if fn is call_chunk else value
+        raise self._unpack(value, tb)
+
+    def _unpack(self, exc: BaseException, tb: str) -> BaseException:
+        return unpack_exception(exc, tb, "process", self._name)
 
     def _receive(self, doing: str) -> tuple[Any, Any, str]:
         assert self._conn is not None
@@ -191,7 +196,9 @@ class ProcessContext:
         _shm.sweep(self._prefix)
 
 
-def _label(fn: Callable[..., Any]) -> str:
+def _label(fn: Callable[..., Any], args: tuple[Any, ...] = ()) -> str:
+    if fn is call_chunk:  # the engine's chunk: name the stage function, not the wrapper
+        return f"{_label(args[0])} on a chunk of {len(args[1])} inputs"
     return getattr(fn, "__qualname__", None) or repr(fn)
 
 

@@ -8,16 +8,20 @@ import signal
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ._remote import pack_exception
+from .._engine._calls import call_chunk, pack_failures
+from ._remote import pack_exception, portable_chunk
 from ._shm import Endpoint, sweep, sweep_on_sigterm
 
 __all__ = ["worker_main"]
 
 
-def _reply(transport: Endpoint, out: tuple[Any, ...], where: str) -> bytes:
+def _reply(transport: Endpoint, out: tuple[Any, ...], where: str, chunk: bool = False) -> bytes:
     try:
         return transport.dumps(out)
     except BaseException as exc:  # an unpicklable result becomes that call's error
+        if chunk and out[0]:
+            # Only the inputs whose results do not pickle fail; the rest travel.
+            return transport.dumps((True, portable_chunk(out[1], where), ""))
         err = TypeError(
             f"the result ({type(out[1]).__name__}) cannot be pickled back to the parent: {exc}"
         )
@@ -56,15 +60,20 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
         if not message:
             transport.close()
             return
+        chunk = False
         try:
             fn, args, kwargs = transport.loads(message)
             del message
-            out: tuple[Any, ...] = (True, fn(*args, **kwargs), "")
+            chunk = fn is call_chunk
+            value = fn(*args, **kwargs)
+            if chunk:
+                value = pack_failures(value, lambda e: pack_exception(e, where))
+            out: tuple[Any, ...] = (True, value, "")
         except BaseException as exc:
             out = (False, *pack_exception(exc, where))
         # Drop our references to the arguments first, so their mappings close now.
-        fn = args = kwargs = None
-        reply = _reply(transport, out, where)
+        fn = args = kwargs = value = None
+        reply = _reply(transport, out, where, chunk)
         del out
         try:
             conn.send_bytes(reply)

@@ -5,21 +5,13 @@ from __future__ import annotations
 import pickle
 import re
 import traceback
+from typing import Any
 
-__all__ = ["RemoteTraceback", "pack_exception", "unpack_exception"]
+from .._engine._calls import RemoteTraceback
+
+__all__ = ["RemoteTraceback", "pack_exception", "portable_chunk", "unpack_exception"]
 
 _REFUSED = re.compile(r"module '?([\w.]+)'? does not support loading in subinterpreters")
-
-
-class RemoteTraceback(Exception):
-    """The formatted traceback of an exception raised in a worker; set as its ``__cause__``."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.tb}"""'
 
 
 def pack_exception(exc: BaseException, where: str) -> tuple[BaseException, str]:
@@ -36,6 +28,28 @@ def pack_exception(exc: BaseException, where: str) -> tuple[BaseException, str]:
             f"{type(exc).__qualname__}: {exc} (the original exception could not be pickled)"
         )
     return exc, text
+
+
+def portable_chunk(packed: Any, where: str) -> Any:
+    """Replace each result of a packed chunk outcome that does not pickle by a failure.
+
+    Called only after pickling the whole outcome failed: a result that cannot
+    travel fails its own input, with a ``TypeError`` saying why, not the chunk.
+    """
+    results, failures, seconds = packed
+    results = list(results)
+    for i, result in enumerate(results):
+        if i in failures:
+            continue
+        try:
+            pickle.dumps(result, protocol=5)
+        except Exception as exc:  # noqa: BLE001 - any pickling error
+            err = TypeError(
+                f"the result ({type(result).__name__}) cannot be pickled back to the parent: {exc}"
+            )
+            failures[i] = pack_exception(err, where)
+            results[i] = None
+    return results, failures, seconds
 
 
 def unpack_exception(exc: BaseException, tb: str, kind: str, name: str) -> BaseException:

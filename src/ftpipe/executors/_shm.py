@@ -2,8 +2,8 @@
 
 Each side of a connection holds an ``Endpoint``.  ``dumps`` pickles with
 protocol 5: every out-of-band buffer (numpy arrays, ``PickleBuffer``) of at
-least ``threshold`` bytes, and large ``bytes`` / ``bytearray`` near the top of
-the payload, is copied once into a segment the *sender owns*; the pickle only
+least ``threshold`` bytes, and every ``bytes`` / ``bytearray`` that large (looked
+for only when the pickle came out large), is copied once into a segment the *sender owns*; the pickle only
 names it.  ``loads`` maps the peer's segment (once: mappings are cached) and
 hands the unpickler a view, so a numpy array arrives without a second copy.
 
@@ -138,24 +138,6 @@ def _drain(notices: deque[str]) -> list[str]:
             return out
 
 
-def _has_large_bytes(obj: Any, threshold: int, depth: int = 3) -> bool:
-    """Look for big bytes/bytearray in the first levels of tuples, lists and dicts.
-
-    A ``persistent_id`` hook costs a Python call per pickled object (2-3x slower
-    pickles of many small objects), so it is installed only when this cheap
-    scan finds something worth moving.
-    """
-    if isinstance(obj, bytes | bytearray):
-        return len(obj) >= threshold
-    if depth == 0:
-        return False
-    if isinstance(obj, dict):
-        obj = obj.values()
-    elif not isinstance(obj, tuple | list):
-        return False
-    return any(_has_large_bytes(x, threshold, depth - 1) for x in itertools.islice(obj, 64))
-
-
 class _BytesPickler(pickle.Pickler):
     """A pickler that also moves large bytes / bytearray into the sender's segments."""
 
@@ -239,6 +221,7 @@ class Endpoint:
     def _segment_for(self, data: memoryview) -> str:
         size = data.nbytes
         best = None
+        # Best fit: the smallest free segment that holds the data.
         for i, (capacity, _, _) in enumerate(self._free):
             if capacity >= size and (best is None or capacity < self._free[best][0]):
                 best = i
@@ -263,12 +246,17 @@ class Endpoint:
             used.append((self._segment_for(raw), raw.nbytes, True))
             return False
 
+        # The plain C pickler first: a persistent_id hook costs a Python call per
+        # pickled object (2-3x slower pickles of many small objects).  Only a
+        # payload that came out large can hold large bytes worth moving out.
+        payload = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
+        if len(payload) < threshold:
+            return payload
+        for name, _, _ in used:  # the second pass copies these again
+            self._give_back(name)
+        used.clear()
         out = io.BytesIO()
-        if _has_large_bytes(obj, threshold):
-            pickler: pickle.Pickler = _BytesPickler(out, self, used, buffer_callback)
-        else:
-            pickler = pickle.Pickler(out, protocol=5, buffer_callback=buffer_callback)
-        pickler.dump(obj)
+        _BytesPickler(out, self, used, buffer_callback).dump(obj)
         return out.getvalue()
 
     def _give_back(self, name: str) -> None:
