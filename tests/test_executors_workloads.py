@@ -114,3 +114,43 @@ class Adder:
 
     def __call__(self, x: int) -> int:
         return x + self.n
+
+
+def unpicklable_if(bad: int, x: int) -> Any:
+    """x back, except a lock (which does not pickle) for input ``bad``."""
+    if x == bad:
+        import threading
+
+        return threading.Lock()
+    return x
+
+
+def fail_first_time(marker_dir: str, x: int) -> int:
+    """Fail the first call for each ``x`` (remembered in a file, so across processes)."""
+    import os
+
+    path = os.path.join(marker_dir, f"seen-{x}")
+    if not os.path.exists(path):
+        open(path, "w").close()
+        raise ValueError(f"first attempt at {x}")
+    return x
+
+
+def timed_sleep(seconds: float) -> float:
+    """Sleep; return how long the call really took."""
+    import time
+
+    t0 = time.perf_counter()
+    time.sleep(seconds)
+    return time.perf_counter() - t0
+
+
+def kill_self_on(bad: int, x: int) -> int:
+    """x back, except that input ``bad`` kills the worker process."""
+    if x == bad:
+        kill_self()
+    return x
+
+
+class Payload:
+    """An object that can be weakly referenced (for reference-leak tests)."""

@@ -37,9 +37,10 @@ from ._workers import StageFailed, StageRuntime, guarded, stage_fn, worker_count
 __all__ = ["executor_worker"]
 
 # A chunk's calls take about this long once its size has adapted: long enough that
-# the round trip (pickling, a pipe, two thread wake-ups: ~0.1 ms) is a few percent
-# of it, short enough that a slow stage still hands work to every worker.
-_CHUNK_TARGET_S = 4e-3
+# the parent's share of a round trip (pickling, a pipe, four thread wake-ups: about
+# 0.3 ms of CPU on a GIL build) stays a few percent of it, short enough that a slow
+# stage still hands work to every worker and the last chunks end close together.
+_CHUNK_TARGET_S = 10e-3
 
 
 def executor_worker(stage: StageRuntime) -> Callable[[], None]:

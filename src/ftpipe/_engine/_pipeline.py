@@ -56,6 +56,7 @@ class _Run:
         self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
         self._error: BaseException | None = None
         self._error_at: tuple[int, int] | None = None  # (stage index, input seq)
+        self._error_note: str | None = None  # the note fail() added to _error
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._live = 0
@@ -113,9 +114,9 @@ class _Run:
         ``stage`` everything stops at once.
 
         The first error wins, except that a failure at an earlier input of the
-        same stage replaces it.  Only the recorded error is annotated: several
-        workers may fail with one shared exception object (an executor failing
-        every queued call).
+        same stage replaces it.  Only the recorded error is annotated, once:
+        several workers may fail with one shared exception object (an executor
+        failing every queued call), and then the note names the earliest input.
         """
         if self._stopping.is_set():
             # Failures after a stop was asked for (an executor shut down at exit,
@@ -129,8 +130,15 @@ class _Run:
                 and current[0] == stage
                 and seq < current[1]
             ):
-                if exc is not self._error and note is not None:
-                    exc.add_note(note)
+                if note is not None:
+                    notes = getattr(exc, "__notes__", None)
+                    if exc is self._error and notes and self._error_note in notes:
+                        # The same shared exception, now at an earlier input: its
+                        # note must name that input, not the later one.
+                        notes[notes.index(self._error_note)] = note
+                    elif exc is not self._error:
+                        exc.add_note(note)
+                    self._error_note = note
                 self._error = exc
                 self._error_at = None if stage is None else (stage, seq)
         if stage is None:
@@ -332,18 +340,16 @@ class Pipeline:
                 raise StopIteration
             try:
                 _, values = run.sink.get(run.sink.capacity)
-            except EndOfStream:
+            except (EndOfStream, Stopped):
+                values = None
+            if values is None:
+                # Raised outside the except clause: the error keeps its own __cause__
+                # (a worker's remote traceback) and gains no engine context.
                 error = run.error
                 self._finish(holding_consumer_lock=True)
                 if error is not None:
-                    raise error from None
-                raise StopIteration from None
-            except Stopped:
-                error = run.error
-                self._finish(holding_consumer_lock=True)
-                if error is not None:
-                    raise error from None
-                raise StopIteration from None
+                    raise error
+                raise StopIteration
             self._local.extend(values[1:])
             return values[0]
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 import atexit
 import itertools
 import threading
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
+
+from .._engine._calls import call_chunk
 
 __all__ = ["BrokenWorkerError", "ThreadExecutor", "WorkerContext", "WorkerPool"]
 
@@ -211,6 +214,38 @@ class WorkerPool(Executor):
                 self._start_worker()
         return future
 
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
+        """Return an iterator over ``fn(*args)`` for the zipped ``iterables``, in order.
+
+        Like ``ProcessPoolExecutor.map``: every call is submitted at once, and
+        ``chunksize`` inputs travel per call to a worker (one round trip per
+        chunk, not per input), which is what makes short calls cheap on
+        processes and subinterpreters.  A failure raises when its result is
+        reached, with the exception of that input.
+
+        Raises:
+            ValueError: ``chunksize`` is not a positive int.
+            TimeoutError: A result is not ready ``timeout`` seconds after the call.
+        """
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError(f"chunksize must be a positive int, got {chunksize!r}")
+        if chunksize == 1:
+            return super().map(fn, *iterables, timeout=timeout)
+        deadline = None if timeout is None else timeout + time.monotonic()
+        kind = "function" if len(iterables) == 1 else "star"
+        inputs = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+        futures = [
+            self.submit(call_chunk, fn, chunk, kind)
+            for chunk in iter(lambda: list(itertools.islice(inputs, chunksize)), [])
+        ]
+        return _chunk_results(futures, deadline)
+
     def _start_worker(self) -> None:
         thread = threading.Thread(
             target=_work,
@@ -248,6 +283,25 @@ class WorkerPool(Executor):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} max_workers={self._max_workers}>"
+
+
+def _chunk_results(futures: list[Future[Any]], deadline: float | None) -> Iterator[Any]:
+    # A generator, so the caller's loop drives it; leaving it early cancels the rest.
+    futures.reverse()
+    try:
+        while futures:
+            future = futures.pop()
+            if deadline is None:
+                results, failures, _ = future.result()
+            else:
+                results, failures, _ = future.result(deadline - time.monotonic())
+            for i, result in enumerate(results):
+                if i in failures:
+                    raise failures[i]
+                yield result
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
@@ -289,6 +343,7 @@ def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
                 item.future.set_exception(exc)
             else:
                 item.future.set_result(result)
+                result = None
             del item  # drop references to the arguments and result now
             # A plain attribute read: set once under the lock, never cleared.
             if state.broken is not None:

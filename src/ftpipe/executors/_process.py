@@ -127,7 +127,7 @@ class ProcessContext:
         self._pid = self._proc.pid
         # Our copy of the child's end must close, or EOF would never reach us when it dies.
         child_end.close()
-        ok, value, tb = self._receive("while starting")
+        ok, value, tb = self._receive()
         if not ok:
             raise unpack_exception(value, tb, "process", self._name)
 
@@ -140,13 +140,12 @@ class ProcessContext:
                 f"worker process: {type(exc).__name__}: {exc}"
             ) from exc
         assert self._conn is not None
-        what = _label(fn, args)
         try:
             self._conn.send_bytes(message)
         except OSError as exc:  # the child died while idle
-            raise self._broken(f"before running {what}") from exc
+            raise self._broken(f"before running {_label(fn, args)}") from exc
         del message
-        ok, value, tb = self._receive(f"while running {what}")
+        ok, value, tb = self._receive(fn, args)
         if ok:
             return unpack_failures(value, self._unpack) if fn is call_chunk else value
         raise self._unpack(value, tb)
@@ -154,11 +153,15 @@ class ProcessContext:
     def _unpack(self, exc: BaseException, tb: str) -> BaseException:
         return unpack_exception(exc, tb, "process", self._name)
 
-    def _receive(self, doing: str) -> tuple[Any, Any, str]:
+    def _receive(
+        self, fn: Callable[..., Any] | None = None, args: tuple[Any, ...] = ()
+    ) -> tuple[Any, Any, str]:
+        """The reply to the call of ``fn`` (None: to starting the worker)."""
         assert self._conn is not None
         try:
             reply = self._conn.recv_bytes()
         except (EOFError, OSError) as exc:
+            doing = "while starting" if fn is None else f"while running {_label(fn, args)}"
             raise self._broken(doing) from exc
         return self._endpoint.loads(reply)  # type: ignore[no-any-return]
 
