@@ -240,21 +240,37 @@ def make_loaders(
         # hand it its next batch.
         prefetching = process_batches(ds, indices, pool, 2 * workers, workers)
         loaders[f"ftpipe process x{workers}, batch/call, 2 queued"] = lambda: prefetching
-        per_sample = ft.PipelineLoader(
-            ftpipe.PipelineBuilder()
-            .add_source(indices)
-            .pipe(ds.__getitem__, concurrency=workers, executor=pool)
-            .aggregate(BATCH)
-            .pipe(ft.collate)
-            .add_sink(buffer_size=2 * workers)
-        )
-        loaders[f"ftpipe process x{workers}, sample/call"] = lambda: per_sample
+    # The per-sample loader as users write it: decode one sample per call, then
+    # aggregate and collate; no restructuring to one call per batch.
+    collate = _torch_collate if have_torch else stack
+    pool = ftpipe.ProcessExecutor(workers, name="vs-dataloader-samples")
+    closers.append(pool)
+    per_sample = (
+        ftpipe.PipelineBuilder()
+        .add_source(indices)
+        .pipe(ds.__getitem__, concurrency=workers, executor=pool)
+        .aggregate(BATCH)
+        .pipe(collate)
+        .add_sink(buffer_size=2 * workers)
+    )
+    # Workers kept across epochs, like persistent_workers=True.
+    loaders[f"ftpipe process x{workers}, sample/call"] = lambda: _epoch(per_sample)
+    fresh = (
+        ftpipe.PipelineBuilder()
+        .add_source(indices)
+        .pipe(ds.__getitem__, concurrency=workers, executor="process")
+        .aggregate(BATCH)
+        .pipe(collate)
+        .add_sink(buffer_size=2 * workers)
+    )
+    # executor="process": the pipeline starts its workers every epoch.
+    loaders[f"ftpipe process x{workers}, sample/call, new workers"] = lambda: _epoch(fresh)
     threads = (
         ftpipe.PipelineBuilder()
         .add_source(indices)
         .pipe(ds.__getitem__, concurrency=workers)
         .aggregate(BATCH)
-        .pipe(_torch_collate if have_torch else stack)
+        .pipe(collate)
         .add_sink(buffer_size=2 * workers)
     )
     loaders[f"ftpipe threads x{workers}, sample/call"] = lambda: _epoch(threads)

@@ -59,6 +59,28 @@ def test_segments_are_reused_only_after_the_receiver_drops_its_views(pair) -> No
     assert float(kept[0]) == 2.0 and float(third[0]) == 3.0  # the kept view was not overwritten
 
 
+def test_the_large_buffers_of_one_message_share_one_segment(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    sent = [np.full(50_000 + i, i, dtype=np.float32) for i in range(10)]
+    blob = os.urandom(100_000)
+    got, got_blob = b.loads(a.dumps((sent, blob)))
+    assert len(_names(a.prefix)) == 1
+    assert got_blob == blob
+    for x, y in zip(sent, got):
+        assert y.dtype == np.float32 and np.array_equal(x, y)
+        assert y.ctypes.data % 64 == 0  # every piece starts aligned
+    # The segment comes back only once the receiver dropped every array from it.
+    kept = got[7]
+    del got, y
+    gc.collect()
+    a.loads(b.dumps(None))
+    assert not a._free
+    del kept
+    gc.collect()
+    a.loads(b.dumps(None))
+    assert len(a._free) == 1
+
+
 def test_small_buffers_stay_in_band(pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
     assert list(b.loads(a.dumps(np.arange(10)))) == list(range(10))
@@ -78,7 +100,7 @@ def test_large_bytes_and_bytearrays(pair) -> None:  # type: ignore[no-untyped-de
     assert out["b"] == big and type(out["b"]) is bytes
     assert out["ba"] == bytearray(big[:200_000]) and type(out["ba"]) is bytearray
     a.loads(b.dumps(None))
-    assert len(a._free) == 2  # copied out on receipt, so released at once
+    assert len(a._free) == 1  # one segment per message, copied out on receipt: released at once
 
 
 # shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
@@ -87,7 +109,8 @@ def test_a_failed_pickle_returns_its_segments(pair) -> None:  # type: ignore[no-
     a, _ = pair
     with pytest.raises(TypeError):
         a.dumps((np.zeros(1 << 18), threading.Lock()))
-    assert len(a._free) == 1 and not a._lent
+    assert not a._lent and not a._free  # segments are taken only once the pickle succeeded
+    assert _names(a.prefix) == set()
 
 
 def _release_all(a: _shm.Endpoint, b: _shm.Endpoint, views: list[object]) -> None:

@@ -40,7 +40,7 @@ __all__ = ["executor_worker"]
 # the parent's share of a round trip (pickling, a pipe, four thread wake-ups: about
 # 0.3 ms of CPU on a GIL build) stays a few percent of it, short enough that a slow
 # stage still hands work to every worker and the last chunks end close together.
-_CHUNK_TARGET_S = 10e-3
+_CHUNK_TARGET_S = 20e-3
 
 
 def executor_worker(stage: StageRuntime) -> Callable[[], None]:

@@ -246,16 +246,23 @@ def guarded(stage: StageRuntime, body: Callable[[], None]) -> Callable[[], None]
 def worker_count(cfg: StageConfig) -> int:
     """Threads a stage runs: each of them is one producer of the stage's output.
 
-    A pool the pipeline creates from a kind name (``"process"``) has
-    ``concurrency`` workers; two submitting threads per worker keep the next
-    call queued while one runs, so a worker never idles waiting for a round trip
-    through the parent.  A user's executor gets exactly ``concurrency`` calls.
+    An executor stage gets two submitting threads per worker when its executor's
+    own workers bound how many calls run at once: a pool the pipeline creates
+    from a kind name (``"process"``), or an executor instance that says it has
+    at most ``concurrency`` workers (``max_workers``, as ftpipe's executors do).
+    The next chunk then waits in the executor's queue while one runs, so a
+    worker never idles during a round trip through the parent.  Any other
+    executor (a Dask cluster, a larger shared pool) gets exactly ``concurrency``
+    calls at once.
     """
     if cfg.kind is StageKind.AGGREGATE:
         return 1
     if cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR) and cfg.executor is None:
         return 1
     if isinstance(cfg.executor, str):
+        return 2 * cfg.concurrency
+    workers = getattr(cfg.executor, "max_workers", None)
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers <= cfg.concurrency:
         return 2 * cfg.concurrency
     return cfg.concurrency
 

@@ -117,15 +117,17 @@ def _unlink(name: str) -> None:
         pass
 
 
-def _copy(m: mmap.mmap, data: memoryview) -> None:
+def _copy(m: mmap.mmap, data: memoryview, offset: int = 0) -> None:
     try:
         import numpy as np
     except ImportError:
-        m[: data.nbytes] = data
+        m[offset : offset + data.nbytes] = data.cast("B")
         return
     # numpy's copy loop runs without the GIL and is twice as fast as mmap's slice
     # assignment here, so two worker threads can copy at once.
-    np.frombuffer(m, dtype=np.uint8, count=data.nbytes)[...] = np.frombuffer(data, dtype=np.uint8)
+    np.frombuffer(m, dtype=np.uint8, count=data.nbytes, offset=offset)[...] = np.frombuffer(
+        data, dtype=np.uint8
+    )
 
 
 def _drain(notices: deque[str]) -> list[str]:
@@ -139,38 +141,36 @@ def _drain(notices: deque[str]) -> list[str]:
 
 
 class _BytesPickler(pickle.Pickler):
-    """A pickler that also moves large bytes / bytearray into the sender's segments."""
+    """A pickler that also moves large bytes / bytearray out of band (into ``found``)."""
 
     def __init__(
-        self, file: io.BytesIO, endpoint: Endpoint, used: list[tuple[str, int, bool]], callback: Any
+        self, file: io.BytesIO, threshold: int, found: list[tuple[memoryview, bool]], callback: Any
     ) -> None:
         super().__init__(file, protocol=5, buffer_callback=callback)
-        self._endpoint = endpoint
-        self._used = used
+        self._threshold = threshold
+        self._found = found
 
     def persistent_id(self, obj: Any) -> Any:
-        if type(obj) in (bytes, bytearray) and len(obj) >= self._endpoint.threshold:
-            name = self._endpoint._segment_for(memoryview(obj))
-            self._used.append((name, len(obj), False))
-            return (type(obj) is bytearray, name, len(obj))
+        if type(obj) in (bytes, bytearray) and len(obj) >= self._threshold:
+            self._found.append((memoryview(obj), False))
+            return (type(obj) is bytearray, len(self._found) - 1)
         return None
 
 
 class _SegmentUnpickler(pickle.Unpickler):
-    """An unpickler that reads large bytes / bytearray back out of the peer's segments."""
+    """An unpickler that reads large bytes / bytearray back out of the peer's segment."""
 
-    def __init__(self, payload: bytes, buffers: list[Any], endpoint: Endpoint) -> None:
+    def __init__(self, payload: bytes, buffers: list[Any], pieces: list[memoryview]) -> None:
         super().__init__(io.BytesIO(payload), buffers=buffers)
-        self._endpoint = endpoint
+        self._pieces = pieces
 
     def persistent_load(self, pid: Any) -> Any:
-        is_bytearray, name, nbytes = pid
+        is_bytearray, index = pid
         # bytes are immutable: one copy out of the segment is unavoidable.
-        data = (bytearray if is_bytearray else bytes)(
-            memoryview(self._endpoint._peer[name])[:nbytes]
-        )
-        self._endpoint._note_release(name)
-        return data
+        return (bytearray if is_bytearray else bytes)(self._pieces[index])
+
+
+_ALIGN = 64  # pieces of one segment start on cache-line boundaries (numpy likes aligned data)
 
 
 class Endpoint:
@@ -203,23 +203,33 @@ class Endpoint:
     # -- sending ---------------------------------------------------------------------
 
     def dumps(self, obj: Any) -> bytes:
-        """Pickle ``obj``; large buffers are copied into segments this side owns."""
+        """Pickle ``obj``; its large buffers are copied into one segment this side owns."""
         notices = (_drain(self._released), _drain(self._destroyed))
         if not _AVAILABLE:
             return pickle.dumps((pickle.dumps(obj, protocol=5), (), notices), protocol=5)
-        used: list[tuple[str, int, bool]] = []
         try:
-            payload = self._pickle(obj, used)
+            payload, found = self._pickle(obj)
         except BaseException:
-            for name, _, _ in used:  # nobody will see these: back to the free list
-                self._give_back(name)
             self._released.extendleft(reversed(notices[0]))
             self._destroyed.extendleft(reversed(notices[1]))
             raise
-        return pickle.dumps((payload, tuple(used), notices), protocol=5)
+        used: tuple[Any, ...] = ()
+        if found:
+            # Every large buffer of the message goes into one segment: a chunk of
+            # results costs one segment (and one mapping, one release), not one each.
+            layout = []
+            end = 0
+            for data, oob in found:
+                layout.append((end, data.nbytes, oob))
+                end += -(-data.nbytes // _ALIGN) * _ALIGN
+            name, m = self._lend(end)
+            for (offset, _, _), (data, _) in zip(layout, found):
+                _copy(m, data, offset)
+            used = (name, tuple(layout))
+        return pickle.dumps((payload, used, notices), protocol=5)
 
-    def _segment_for(self, data: memoryview) -> str:
-        size = data.nbytes
+    def _lend(self, size: int) -> tuple[str, mmap.mmap]:
+        """A segment of at least ``size`` bytes for the peer to read: a free one, or a new one."""
         best = None
         # Best fit: the smallest free segment that holds the data.
         for i, (capacity, _, _) in enumerate(self._free):
@@ -231,19 +241,20 @@ class Endpoint:
             capacity = -(-size // _PAGE) * _PAGE
             name = f"{self.prefix}{next(self._counter)}"
             m = _map(name, capacity, create=True)
-        _copy(m, data)
         self._lent[name] = (capacity, m)
         self._peak = max(self._peak, len(self._lent))
-        return name
+        return name, m
 
-    def _pickle(self, obj: Any, used: list[tuple[str, int, bool]]) -> bytes:
+    def _pickle(self, obj: Any) -> tuple[bytes, list[tuple[memoryview, bool]]]:
+        """Pickle ``obj``; return the payload and its out-of-band pieces (buffer, is it pickle-5)."""
         threshold = self.threshold
+        found: list[tuple[memoryview, bool]] = []
 
         def buffer_callback(buf: pickle.PickleBuffer) -> bool:
             raw = buf.raw()
             if raw.nbytes < threshold:
                 return True  # in band
-            used.append((self._segment_for(raw), raw.nbytes, True))
+            found.append((raw, True))
             return False
 
         # The plain C pickler first: a persistent_id hook costs a Python call per
@@ -251,13 +262,11 @@ class Endpoint:
         # payload that came out large can hold large bytes worth moving out.
         payload = pickle.dumps(obj, protocol=5, buffer_callback=buffer_callback)
         if len(payload) < threshold:
-            return payload
-        for name, _, _ in used:  # the second pass copies these again
-            self._give_back(name)
-        used.clear()
+            return payload, found
+        found.clear()
         out = io.BytesIO()
-        _BytesPickler(out, self, used, buffer_callback).dump(obj)
-        return out.getvalue()
+        _BytesPickler(out, threshold, found, buffer_callback).dump(obj)
+        return out.getvalue(), found
 
     def _give_back(self, name: str) -> None:
         entry = self._lent.pop(name, None)
@@ -273,7 +282,7 @@ class Endpoint:
     # -- receiving -------------------------------------------------------------------
 
     def loads(self, message: bytes | memoryview) -> Any:
-        """Rebuild an object from the peer's ``dumps``; arrays view the peer's segments."""
+        """Rebuild an object from the peer's ``dumps``; arrays view the peer's segment."""
         payload, used, (released, destroyed) = pickle.loads(message)
         for name in released:
             self._give_back(name)
@@ -281,24 +290,30 @@ class Endpoint:
             self._peer.pop(name, None)  # views still alive keep their mapping
         if not used:
             return pickle.loads(payload)
-        buffers = []
-        for name, nbytes, oob in used:
-            m = self._peer.get(name)
-            if m is None or len(m) < nbytes:
-                m = self._peer[name] = _map(name, nbytes if m is None else nbytes, create=False)
-            if oob:
-                buffers.append(self._view(name, m, nbytes))
-        return _SegmentUnpickler(payload, buffers, self).load()
+        name, layout = used
+        end = layout[-1][0] + layout[-1][1]
+        m = self._peer.get(name)
+        if m is None or len(m) < end:
+            m = self._peer[name] = _map(name, end, create=False)
+        whole = self._view(name, m, end)
+        if whole is None:  # nothing can tell us when a view dies: copy, release now
+            whole = memoryview(bytearray(memoryview(m)[:end]))
+            self._note_release(name)
+        pieces = [whole[offset : offset + nbytes] for offset, nbytes, _ in layout]
+        buffers = [piece for piece, (_, _, oob) in zip(pieces, layout) if oob]
+        if all(oob for _, _, oob in layout):
+            return pickle.loads(payload, buffers=buffers)
+        return _SegmentUnpickler(payload, buffers, pieces).load()
 
     def _view(self, name: str, m: mmap.mmap, nbytes: int) -> Any:
+        """A numpy view of the segment's first ``nbytes`` whose death releases it, or None."""
         try:
             import numpy as np
-        except ImportError:  # no way to learn when a plain view dies: copy, release now
-            self._note_release(name)
-            return bytearray(memoryview(m)[:nbytes])
+        except ImportError:
+            return None
         view = np.frombuffer(m, dtype=np.uint8, count=nbytes)
-        # Arrays rebuilt from `view` keep it as their base: when the last one dies,
-        # the owner may reuse the segment.
+        # Arrays rebuilt from slices of `view` keep it as their base: when the last
+        # one dies, the owner may reuse the segment.
         weakref.finalize(view, self._note_release, name)
         return view
 
