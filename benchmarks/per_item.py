@@ -139,8 +139,8 @@ def millisecond_items(here: Any, n: int, repeats: int, workers: int) -> dict[str
         ),
     }
     if subinterpreters_available():
-        runs[f"ftpipe pipe(executor='interpreter', concurrency={workers})"] = (
-            lambda: ftpipe_stage(here.pure_python, items, "interpreter", workers)
+        runs[f"ftpipe pipe(executor='interpreter', concurrency={workers})"] = lambda: ftpipe_stage(
+            here.pure_python, items, "interpreter", workers
         )
     return interleave(runs, repeats)
 

@@ -225,8 +225,6 @@ def make_loaders(
     if have_torch:
         import torch.utils.data
 
-        import ftpipe.torch as ft
-
         dl = torch.utils.data.DataLoader(
             ds, batch_size=BATCH, num_workers=workers, persistent_workers=True
         )

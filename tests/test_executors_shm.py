@@ -66,7 +66,7 @@ def test_the_large_buffers_of_one_message_share_one_segment(pair) -> None:  # ty
     got, got_blob = b.loads(a.dumps((sent, blob)))
     assert len(_names(a.prefix)) == 1
     assert got_blob == blob
-    for x, y in zip(sent, got):
+    for x, y in zip(sent, got, strict=True):
         assert y.dtype == np.float32 and np.array_equal(x, y)
         assert y.ctypes.data % 64 == 0  # every piece starts aligned
     # The segment comes back only once the receiver dropped every array from it.

@@ -24,7 +24,7 @@ pipeline, whatever the error policy, with a note naming the stage.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
 from itertools import chain
 from time import perf_counter
 from typing import Any
@@ -32,7 +32,7 @@ from typing import Any
 from ._calls import ChunkOutcome, call_chunk
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
-from ._workers import StageFailed, StageRuntime, guarded, stage_fn, worker_count
+from ._workers import StageFailed, StageRuntime, guarded, stage_fn
 
 __all__ = ["executor_worker"]
 
@@ -58,12 +58,18 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
         """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
         try:
             future = executor.submit(call_chunk, fn, items, kind)
+        except BrokenExecutor as broken:
+            # A worker died before this chunk was taken: the stage fails at its
+            # first input (an earlier input than a failure already recorded wins).
+            stage.failed(broken, seq0, counters, detail=_range(seq0, items, "never ran"))
+            raise  # unreachable: a broken executor is never skipped
         except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
             control.fail(
                 refusal, f"ftpipe: the executor of stage {cfg.name!r} refused input #{seq0}"
             )
             raise Stopped from None
-        done, _ = wait([future, control.stop_future], return_when=FIRST_COMPLETED)
+        waits: tuple[Future[Any], ...] = (future, control.stop_future)
+        done, _ = wait(waits, return_when=FIRST_COMPLETED)
         if future not in done:
             future.cancel()
             raise Stopped
@@ -72,12 +78,7 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
             return future.result()  # type: ignore[no-any-return]
         if isinstance(exc, BrokenExecutor):
             # Every input of the chunk was lost with the worker: fail at the first.
-            detail = (
-                f" (inputs #{seq0} to #{seq0 + len(items) - 1} were in the lost call)"
-                if len(items) > 1
-                else ""
-            )
-            stage.failed(exc, seq0, counters, detail=detail)
+            stage.failed(exc, seq0, counters, detail=_range(seq0, items, "were in the lost call"))
         if len(items) == 1:
             return [None], {0: exc}, 0.0
         # The chunk as a whole could not travel (an argument or a result that does
@@ -152,3 +153,8 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
             batch = max(1, min(max_batch, 2 * batch, fit))
 
     return guarded(stage, run)
+
+
+def _range(seq0: int, items: list[Any], what: str) -> str:
+    """A note's ending naming a chunk's inputs, or nothing for a single input."""
+    return f" (inputs #{seq0} to #{seq0 + len(items) - 1} {what})" if len(items) > 1 else ""

@@ -239,7 +239,7 @@ class WorkerPool(Executor):
             return super().map(fn, *iterables, timeout=timeout)
         deadline = None if timeout is None else timeout + time.monotonic()
         kind = "function" if len(iterables) == 1 else "star"
-        inputs = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables)
+        inputs = iter(iterables[0]) if len(iterables) == 1 else zip(*iterables, strict=False)
         futures = [
             self.submit(call_chunk, fn, chunk, kind)
             for chunk in iter(lambda: list(itertools.islice(inputs, chunksize)), [])

@@ -223,7 +223,7 @@ class Endpoint:
                 layout.append((end, data.nbytes, oob))
                 end += -(-data.nbytes // _ALIGN) * _ALIGN
             name, m = self._lend(end)
-            for (offset, _, _), (data, _) in zip(layout, found):
+            for (offset, _, _), (data, _) in zip(layout, found, strict=True):
                 _copy(m, data, offset)
             used = (name, tuple(layout))
         return pickle.dumps((payload, used, notices), protocol=5)
@@ -300,7 +300,7 @@ class Endpoint:
             whole = memoryview(bytearray(memoryview(m)[:end]))
             self._note_release(name)
         pieces = [whole[offset : offset + nbytes] for offset, nbytes, _ in layout]
-        buffers = [piece for piece, (_, _, oob) in zip(pieces, layout) if oob]
+        buffers = [piece for piece, (_, _, oob) in zip(pieces, layout, strict=True) if oob]
         if all(oob for _, _, oob in layout):
             return pickle.loads(payload, buffers=buffers)
         return _SegmentUnpickler(payload, buffers, pieces).load()
