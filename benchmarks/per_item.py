@@ -164,12 +164,16 @@ def interpreter_cost(here: Any, n: int, repeats: int) -> dict[str, float] | None
         def mapped() -> int:
             return sum(1 for _ in ex.map(here.identity, items))
 
+        def mapped_chunks() -> int:
+            return sum(1 for _ in ex.map(here.identity, items, chunksize=64))
+
         runs = {
             "pipeline stage (executor='interpreter')": lambda: ftpipe_stage(
                 here.identity, items, "interpreter", 1
             ),
             "submit().result() round trip": lambda: timed(round_trips),
             "InterpreterExecutor.map (chunksize=1)": lambda: timed(mapped),
+            "InterpreterExecutor.map(chunksize=64)": lambda: timed(mapped_chunks),
         }
         rates = interleave(runs, repeats)
     return {name: 1e6 / rate for name, rate in rates.items()}
