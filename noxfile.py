@@ -9,6 +9,7 @@ directory is put first on PATH so nox finds ``python3.13t`` and the pyenv builds
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,12 @@ nox.options.reuse_venv = "yes"
 nox.options.download_python = "never"
 # With CI set, a missing interpreter fails the run instead of being skipped.
 nox.options.error_on_missing_interpreters = "CI" in os.environ
-# An older release with a wheel beats the newest one as a source build: on 3.13t the
-# newest matplotlib can be sdist-only, and its build downloads freetype (no internet).
-os.environ.setdefault("PIP_PREFER_BINARY", "1")
+# No PIP_PREFER_BINARY here: the sessions resolve packages as a user's pip does, so a
+# release without a wheel for an interpreter shows up as a failure, not a quiet fallback.
+# Packages that must install from wheels on every interpreter of the matrix: the
+# `report` extra pins versions that have them (a source build of matplotlib, contourpy,
+# kiwisolver or pillow needs a compiler and the internet).
+BINARY_ONLY = "--only-binary=numpy,matplotlib,contourpy,kiwisolver,pillow,fonttools"
 
 # The free-threaded interpreter must still have the GIL off once the test
 # dependencies are imported: one extension module without free-threading support
@@ -83,7 +87,24 @@ _expose_interpreters()
 
 def _install_project(session: nox.Session, extras: str = "dev") -> None:
     # A real (non-editable) install: the tests see what a user's pip would install.
-    session.install(f".[{extras}]")
+    session.install(BINARY_ONLY, f".[{extras}]")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Install Debian's chromium for the browser checks of the reports and docs.
+
+    As root with apt (CI, the project's machines) it is installed when missing;
+    elsewhere the browser tests skip and say why.  Under CI a missing browser is an
+    error: a skipped browser check must never pass for a rendered page.
+    """
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run("apt-get", "update", "-qq", external=True, env=env)
+        session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+    if "CI" in os.environ and not (shutil.which("chromium") or shutil.which("chromium-browser")):
+        session.error("CI needs Debian's chromium for the browser checks, and it is missing")
 
 
 def _pytest(session: nox.Session, *args: str) -> None:
@@ -94,8 +115,16 @@ def _pytest(session: nox.Session, *args: str) -> None:
 
 @nox.session(python=PYTHONS, tags=["ci"])
 def tests(session: nox.Session) -> None:
-    """Unit tests on one interpreter (the GIL off on 3.13t, checked)."""
-    _install_project(session)
+    """Unit tests on one interpreter (the GIL off on 3.13t, checked).
+
+    3.11 and 3.13t also install the `report` extra (matplotlib, from wheels only) and
+    chromium, so the plots and the browser checks of the reports run.
+    """
+    if session.python in ("3.11", FREE_THREADED):
+        _install_project(session, "dev,report")
+        _ensure_chromium(session)
+    else:
+        _install_project(session)
     if session.python == FREE_THREADED:
         session.run("python", "-c", GIL_STILL_OFF)
     _pytest(session, "-m", f"not slow and {NOT_EXTRAS}")
@@ -181,10 +210,25 @@ def docs(session: nox.Session) -> None:
     """
     if not (ROOT / "docs" / "conf.py").is_file():
         session.error("docs/conf.py does not exist: there are no docs to build yet")
-    _install_project(session, "numpy")
+    _install_project(session)  # dev: numpy, and pytest for the browser check below
     session.install("-r", str(ROOT / "docs" / "requirements.txt"))
     session.run(
         "python", "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
+    )
+    # The built pages open in a real browser (tests/test_docs.py needs Sphinx, so it
+    # runs here rather than in the test sessions).
+    _ensure_chromium(session)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        f"--timeout={TEST_TIMEOUT}",
+        "tests/test_docs.py",
+        "-k",
+        "chromium",
+        "-rs",
     )
     session.log(f"open {ROOT / 'docs/_build/html/index.html'}")
 
