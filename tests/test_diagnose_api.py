@@ -14,7 +14,6 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,71 +24,41 @@ import diagnose_workloads as w
 import ftpipe
 from ftpipe import Diagnosis, Verdict
 from ftpipe._runtime import is_free_threaded
+from ftpipe.diagnose._capacity import MIN_CAPACITY
 
 needs_free_threaded = pytest.mark.skipif(
     not is_free_threaded(), reason="needs a free-threaded build"
 )
 
 
+def _skip_if_the_machine_cannot(d: Diagnosis) -> None:
+    """Skip only where the detector's own calibration says 2 things cannot run at once."""
+    if d.parallel_capacity is not None and d.parallel_capacity < MIN_CAPACITY:
+        pytest.skip(
+            f"{d.capacity_level} processes ran only {d.parallel_capacity:.2f}x as fast as one "
+            f"during the diagnosis, so scaling cannot be checked: {d.explanation}"
+        )
+
+
 def diagnose_robustly(fn: Callable[..., Any], inputs: list[Any], **kwargs: Any) -> Diagnosis:
-    """Diagnose; skip (never pass) when the detector reports the cores were taken by others."""
+    """Diagnose; skip (never pass) only when the calibration says the machine cannot."""
     d = ftpipe.diagnose(fn, inputs, **kwargs)
-    if d.verdict is Verdict.INCONCLUSIVE and (
-        "kept the cores busy" in d.explanation or "scattered" in d.explanation
-    ):
-        pytest.skip(f"machine too busy to measure scaling: {d.explanation}")
+    if d.verdict is Verdict.INCONCLUSIVE:
+        _skip_if_the_machine_cannot(d)
     return d
 
 
-_SPIN = """
-import sys, time
-start, seconds = float(sys.argv[1]), float(sys.argv[2])
-time.sleep(max(0.0, start - time.time()))
-end, n = time.perf_counter() + seconds, 0
-while time.perf_counter() < end:
-    for _ in range(1000):
-        pass
-    n += 1
-print(n)
-"""
-
-
-def process_scaling(seconds: float = 0.5) -> float:
-    """How much faster 2 processes spinning a Python loop together go than 1, right now."""
-
-    def spin(k: int) -> int:
-        start = time.time() + 0.3  # every process starts its loop at the same moment
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-c", _SPIN, str(start), str(seconds)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(k)
-        ]
-        return sum(int(p.communicate(timeout=30)[0]) for p in procs)
-
-    return spin(2) / spin(1)
-
-
 def check_verdict(d: Diagnosis, expected: set[Verdict]) -> None:
-    """Assert the verdict; skip (never pass) when even 2 processes cannot run in parallel now.
-
-    On a shared 2-vCPU machine the two "cores" are at times hyperthreads of one core
-    or slices of a busy host: then perfectly parallel threads also slow each other
-    down, and "threads interfere" is what the detector rightly measures.
+    """Assert the verdict; a skip only where the detector's calibration, measured next to
+    the curves, says 2 processes could not run in parallel (a shared 2-vCPU machine's
+    "cores" are at times hyperthreads of one core or slices of a busy host).
     """
     if d.verdict in expected:
         return
-    scaling = process_scaling()
-    if scaling < 1.6:
-        pytest.skip(
-            f"2 processes ran only {scaling:.2f}x as fast as 1 on this machine just now, so "
-            f"thread scaling cannot be checked: {d.explanation}"
-        )
+    _skip_if_the_machine_cannot(d)
     raise AssertionError(
         f"verdict {d.verdict.value}, expected {sorted(v.value for v in expected)} "
-        f"(2 processes ran {scaling:.2f}x as fast as 1 just now): {d.explanation}"
+        f"(2 processes ran {d.parallel_capacity}x as fast as 1 meanwhile): {d.explanation}"
     )
 
 
@@ -159,6 +128,7 @@ JSON_FIELDS = {
     "usable_cores",
     "seconds",
     "interpreter",
+    "parallel_capacity",
     "curves",
 }
 CURVE_FIELDS = {

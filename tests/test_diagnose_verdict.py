@@ -8,7 +8,7 @@ import pytest
 
 from ftpipe.diagnose import Curve, Point, Verdict
 from ftpipe.diagnose._configs import HOW_TO_GET_FT
-from ftpipe.diagnose._verdict import decide, shape
+from ftpipe.diagnose._verdict import Capacity, Decision, decide, ideal_speedup, shape
 
 
 def curve(
@@ -309,3 +309,60 @@ def test_verdict_values_are_the_documented_labels() -> None:
         "inconclusive",
     ]
     assert str(Verdict.GIL_BOUND) == "gil-bound" and Verdict("gil-bound") is Verdict.GIL_BOUND
+
+
+# -- the measured parallel capacity as the ideal speedup ---------------------------------------
+
+
+def _decide_with(capacity: Capacity | None, *curves: Curve) -> Decision:
+    return decide(
+        curves,
+        cores=2,
+        here_free_threaded=True,
+        here_gil_off=True,
+        subinterpreters=True,
+        capacity=capacity,
+    )
+
+
+def test_a_machine_that_cannot_run_two_things_at_once_gives_no_verdict() -> None:
+    # These curves say gil-bound on 2 real cores; with 2 processes getting 1.2x, they
+    # say nothing, and the explanation says why.
+    curves = (curve("no-gil", [1, 1.68, 1.7]), curve("gil", [1, 1.0, 1.0]))
+    assert _decide_with(None, *curves).verdict is Verdict.GIL_BOUND
+    d = _decide_with(Capacity(2, 1.2), *curves)
+    assert d.verdict is Verdict.INCONCLUSIVE
+    assert "1.20x" in d.explanation and "two things at once" in d.explanation
+
+
+def test_the_measured_capacity_is_the_ideal_speedup() -> None:
+    # 1.25x at 2 threads is not scaling against 2 cores (0.63 of ideal) but is against
+    # a machine where 2 processes got 1.55x (0.81 of ideal).
+    curves = (curve("no-gil", [1, 1.25, 1.25]), curve("gil", [1, 0.95, 0.95]))
+    assert _decide_with(None, *curves).verdict is Verdict.BLOCKING_CONTENTION
+    d = _decide_with(Capacity(2, 1.55), *curves)
+    assert d.verdict is Verdict.GIL_BOUND
+    assert "1.55x" in d.explanation
+    assert ideal_speedup(2, 2, Capacity(2, 1.6)) == pytest.approx(1.6)
+    assert ideal_speedup(4, 2, Capacity(2, 2.3)) == 2.0  # never above the cores
+    assert ideal_speedup(2, 2, None) == 2.0
+
+
+def test_capacity_round_trips_through_json() -> None:
+    from ftpipe.diagnose import Diagnosis
+    from ftpipe.diagnose._model import ExecutorAdvice
+
+    d = Diagnosis(
+        function="m:f",
+        verdict=Verdict.SCALES,
+        explanation="x",
+        curves=(),
+        best_concurrency=2,
+        recommended_executor=ExecutorAdvice("thread", "thread"),
+        parallel_capacity=1.874,
+        capacity_level=2,
+    )
+    data = d.to_dict()
+    assert data["parallel_capacity"] == {"processes": 2, "speedup": 1.874}
+    back = Diagnosis.from_dict(data)
+    assert back.parallel_capacity == 1.874 and back.capacity_level == 2

@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import Any
 
 from .._runtime import gil_enabled, is_free_threaded, runtime_info, usable_cores
+from ._capacity import measure_capacity
 from ._configs import Configuration, forced_off, plan, run_probe
 from ._model import Curve, Diagnosis, Point
 from ._sweep import CallFailed, settings_for, sweep
-from ._verdict import decide
+from ._verdict import Capacity, decide
 
 __all__ = ["address", "diagnose"]
 
@@ -134,6 +135,11 @@ def diagnose(
     if levels is not None and 1 not in levels:
         levels = [1, *levels]  # every speedup is relative to one thread
     settings = settings_for(levels, quick=quick)
+    # The machine's real parallelism, measured before and after the curves: the ideal
+    # they are judged against (see _capacity).
+    cal_level = min(usable_cores(), max(settings.levels))
+    spin_s, rounds = (0.1, 2) if quick else (0.2, 3)
+    capacities = [measure_capacity(cal_level, spin_s, rounds)] if cal_level >= 2 else []
     target, main_path, why = address(fn)
     notes: list[str] = []
     missing = ""
@@ -197,8 +203,19 @@ def diagnose(
                 f"({curves[0].message}); measured in this process as well"
             )
             curves.append(_in_process(fn, items, settings, progress))
+    if capacities:
+        capacities.append(measure_capacity(cal_level, spin_s, rounds))
+    measured = [c for c in capacities if c is not None]
+    # The lower of the two: a machine that got busy during the curves gave them less.
+    capacity = Capacity(cal_level, min(measured)) if measured else None
+    if len(measured) == 2 and abs(measured[0] - measured[1]) > 0.2:
+        notes.append(
+            f"{cal_level} processes ran {measured[0]:.2f}x as fast as one before the "
+            f"measurement and {measured[1]:.2f}x after it: the machine's load changed"
+        )
     decision = decide(
         curves,
+        capacity=capacity,
         cores=usable_cores(),
         here_free_threaded=is_free_threaded(),
         here_gil_off=not gil_enabled(),
@@ -221,4 +238,6 @@ def diagnose(
         usable_cores=usable_cores(),
         seconds=time.perf_counter() - started,
         interpreter=_label(),
+        parallel_capacity=None if capacity is None else capacity.speedup,
+        capacity_level=0 if capacity is None else capacity.level,
     )

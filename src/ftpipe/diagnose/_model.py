@@ -161,6 +161,11 @@ class Diagnosis:
         usable_cores: Cores the probes could use.
         seconds: Time the whole diagnosis took.
         interpreter: The interpreter the diagnosis ran in (``"3.13t"``...).
+        parallel_capacity: What ``capacity_level`` independent processes spinning
+            pure Python got together on this machine during the diagnosis, in units
+            of one alone (the ideal speedup the curves were judged against; ``None``
+            where it was not measured).
+        capacity_level: How many processes ``parallel_capacity`` ran (0: not measured).
     """
 
     function: str
@@ -177,6 +182,8 @@ class Diagnosis:
     seconds: float = 0.0
     interpreter: str = ""
     stage: str = field(default="")
+    parallel_capacity: float | None = None
+    capacity_level: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready document; ``"verdict"`` holds the kebab-case label."""
@@ -195,6 +202,14 @@ class Diagnosis:
             "usable_cores": self.usable_cores,
             "seconds": round(self.seconds, 3),
             "interpreter": self.interpreter,
+            "parallel_capacity": (
+                None
+                if self.parallel_capacity is None
+                else {
+                    "processes": self.capacity_level,
+                    "speedup": round(self.parallel_capacity, 3),
+                }
+            ),
             "curves": [c.to_dict() for c in self.curves],
         }
 
@@ -228,4 +243,6 @@ class Diagnosis:
             usable_cores=data.get("usable_cores", 1),
             seconds=data.get("seconds", 0.0),
             interpreter=data.get("interpreter", ""),
+            parallel_capacity=(data.get("parallel_capacity") or {}).get("speedup"),
+            capacity_level=(data.get("parallel_capacity") or {}).get("processes", 0),
         )

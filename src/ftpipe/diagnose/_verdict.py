@@ -40,9 +40,10 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._capacity import MIN_CAPACITY
 from ._model import Curve, ExecutorAdvice, Point, Verdict
 
-__all__ = ["Shape", "decide"]
+__all__ = ["Capacity", "Shape", "decide", "ideal_speedup"]
 
 LINEAR = 0.75  # fraction of the ideal speedup that counts as scaling
 GROWTH = 1.3  # CPU-per-item growth that counts as threads interfering
@@ -56,6 +57,14 @@ REGRESSION = 0.8  # and the ratio below which no-GIL scaling counts as worse
 PARTIAL = 0.3  # share of the ideal extra speedup that counts as a partial gain
 TINY_CALL_S = 20e-6  # calls shorter than this are dominated by per-item overheads
 UNSTEADY = 0.15  # a round's typical deviation from the median that makes a point unreliable
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What ``level`` processes spinning pure Python got together, in units of one alone."""
+
+    level: int
+    speedup: float
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,7 @@ class Shape:
     max_speedup: float
     max_level: int
     starved_k: float = 0.0
+    ideal: float = 0.0  # the speedup k workers would get with nothing shared
 
 
 def _waited(p: Point, cores: int) -> float:
@@ -97,13 +107,22 @@ def _compared(curve: Curve, cores: int) -> tuple[Point, Point]:
     return one, at
 
 
-def shape(curve: Curve, cores: int) -> Shape | None:
+def ideal_speedup(k: int, cores: int, capacity: Capacity | None = None) -> float:
+    """The speedup ``k`` workers would get with nothing shared: the cores, or what
+    ``k`` independent processes measurably got on this machine (``_capacity``)."""
+    ideal = float(min(k, cores))
+    if capacity is not None and capacity.level >= 2:
+        ideal = max(1.0, min(ideal, ideal * capacity.speedup / capacity.level))
+    return ideal
+
+
+def shape(curve: Curve, cores: int, capacity: Capacity | None = None) -> Shape | None:
     """Classify ``curve``; None when it has no usable points."""
     if not curve.ok or cores < 2:
         return None
     one, at = _compared(curve, cores)
     speedup = at.items_per_s / one.items_per_s
-    ideal = min(at.concurrency, cores)
+    ideal = ideal_speedup(at.concurrency, cores, capacity)
     growth = at.cpu_s_per_item / one.cpu_s_per_item if one.cpu_s_per_item > 0 else 1.0
     idle = cores - at.cores_busy - at.neighbour_cores
     top = max(curve.points, key=lambda p: p.items_per_s)
@@ -115,7 +134,9 @@ def shape(curve: Curve, cores: int) -> Shape | None:
     # the lone thread would do 1 / (1 - w1) as much, the k workers k / (k - wk).
     low = speedup * (1 - min(w1, 0.95))
     high = speedup * at.concurrency / max(at.concurrency - wk, 0.05 * at.concurrency)
-    if one.cores_busy >= BUSY_ONE_CALL and eff < LINEAR:
+    # One call already keeping the cores busy leaves no headroom whatever the machine's
+    # capacity: judged against the cores, never against a lower measured ideal.
+    if one.cores_busy >= BUSY_ONE_CALL and speedup / min(at.concurrency, cores) < LINEAR:
         kind = "internal"
     elif low / ideal >= LINEAR:
         kind = "linear"
@@ -142,6 +163,7 @@ def shape(curve: Curve, cores: int) -> Shape | None:
         top.items_per_s / one.items_per_s,
         top.concurrency,
         wk,
+        ideal,
     )
 
 
@@ -303,7 +325,7 @@ def _combine(n: Shape | None, g: Shape | None) -> tuple[Verdict, str]:
     if (
         g is not None
         and g.kind in ("serialized", "contended")
-        and n.speedup >= 1 + PARTIAL * (n.k - 1)
+        and n.speedup >= 1 + PARTIAL * ((n.ideal or n.k) - 1)
         and n.efficiency - g.efficiency >= MARGIN
     ):
         return Verdict.GIL_BOUND, ""
@@ -322,8 +344,14 @@ def decide(
     here_gil_off: bool,
     subinterpreters: bool,
     missing: str = "",
+    capacity: Capacity | None = None,
 ) -> Decision:
-    """Attribute the curves to a cause and advise a concurrency and an executor."""
+    """Attribute the curves to a cause and advise a concurrency and an executor.
+
+    ``capacity`` (measured next to the curves) replaces the core count as the ideal
+    speedup; below ``MIN_CAPACITY`` the machine cannot run two things at once right
+    now and the verdict is inconclusive, whatever the curves say.
+    """
     usable = [c for c in curves if c.ok]
     no_gil = next(
         (c for c in usable if c.role in ("no-gil", "in-process") and not c.gil_enabled), None
@@ -350,9 +378,17 @@ def decide(
     if cores < 2:
         verdict, reason = Verdict.INCONCLUSIVE, "only one usable core: scaling cannot be measured"
         n_shape = g_shape = None
+    elif capacity is not None and capacity.speedup < MIN_CAPACITY:
+        verdict = Verdict.INCONCLUSIVE
+        reason = (
+            f"{capacity.level} processes spinning pure Python ran only {capacity.speedup:.2f}x "
+            "as fast as one on this machine during the measurement: it could not run two "
+            "things at once (shared or oversubscribed cores), so scaling cannot be judged"
+        )
+        n_shape = g_shape = None
     else:
-        n_shape = shape(no_gil, cores) if no_gil else None
-        g_shape = shape(gil, cores) if gil else None
+        n_shape = shape(no_gil, cores, capacity) if no_gil else None
+        g_shape = shape(gil, cores, capacity) if gil else None
         verdict, reason = _combine(n_shape, g_shape)
         # Prefer no answer to a wrong one: where the rounds behind a compared point
         # scatter, the verdict must hold across their range.
@@ -365,7 +401,10 @@ def decide(
         ]
         if unsteady and verdict is not Verdict.INCONCLUSIVE:
             outcomes = {
-                _combine(shape(vn, cores) if vn else None, shape(vg, cores) if vg else None)[0]
+                _combine(
+                    shape(vn, cores, capacity) if vn else None,
+                    shape(vg, cores, capacity) if vg else None,
+                )[0]
                 for vn in _variants(no_gil, cores)
                 for vg in _variants(gil, cores)
             }
@@ -392,6 +431,11 @@ def decide(
         # CPU per item, not throughput: it does not depend on what else the machine ran.
         tax = ref.points[0].cpu_s_per_item / stock.points[0].cpu_s_per_item
         parts.append(f"one call took {tax:.2f}x the CPU time on {ref.label} as on {stock.label}")
+    if capacity is not None and cores >= 2:
+        parts.append(
+            f"the ideal speedup is what {capacity.level} independent processes got on this "
+            f"machine meanwhile: {capacity.speedup:.2f}x"
+        )
     text = "; ".join(parts) + "." if parts else ""
     if verdict is Verdict.INCONCLUSIVE:
         text += f" Inconclusive: {reason}."
