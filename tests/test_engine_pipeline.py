@@ -258,6 +258,48 @@ def test_retries_then_succeed_or_fail():
     assert pipeline.stats()["g"].retries == 3 and pipeline.stats()["g"].failures == 1
 
 
+@pytest.mark.parametrize("kind", ["async", "async-generator"])
+def test_async_stage_retries_then_succeed_or_fail(kind):
+    attempts: dict[int, int] = {}  # only touched from the stage's one event-loop thread
+
+    def attempt(x: int) -> None:
+        attempts[x] = attempts.get(x, 0) + 1
+        if x % 5 == 0 and attempts[x] < 3:
+            raise Boom(x)
+
+    async def flaky(x):
+        await asyncio.sleep(0)
+        attempt(x)
+        return x
+
+    async def flaky_gen(x):
+        yield (x, "a")  # a failed attempt's outputs must not leak
+        await asyncio.sleep(0)
+        attempt(x)
+        yield (x, "b")
+
+    fn = flaky if kind == "async" else flaky_gen
+    expected = list(range(20)) if kind == "async" else [(x, t) for x in range(20) for t in "ab"]
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(20))
+        .pipe(fn, concurrency=4, retries=2, name="f")
+        .build()
+    )
+    with pipeline:
+        assert list(pipeline) == expected
+    assert pipeline.stats()["f"].retries == 8 and pipeline.stats()["f"].failures == 0
+    assert attempts == {x: 3 if x % 5 == 0 else 1 for x in range(20)}
+
+    # One retry is not enough for inputs 0, 5, 10, 15: input 0 fails for good.
+    attempts.clear()
+    b = ftpipe.PipelineBuilder().add_source(range(20)).pipe(fn, concurrency=4, retries=1, name="g")
+    with pytest.raises(Boom) as info, b.build() as pipeline:
+        list(pipeline)
+    assert attempts[0] == 2  # the first attempt and one retry
+    assert any("'g'" in n and "#0" in n for n in info.value.__notes__)
+
+
 def test_generator_stage_retries_keep_only_the_successful_attempts_outputs():
     attempts: dict[int, int] = {}
     lock = threading.Lock()
