@@ -24,8 +24,9 @@ from typing import Any
 from ._channel import Channel, EndOfStream, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._executors import executor_kind
+from ._source import start_source
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
-from ._workers import StageRuntime, start_source, start_stage, worker_count
+from ._workers import StageRuntime, start_stage, worker_count
 
 __all__ = ["Pipeline"]
 
