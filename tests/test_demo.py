@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -221,6 +222,17 @@ def test_has_numpy_asks_the_interpreter_itself() -> None:
         expected = True
     assert _demo.has_numpy(sys.executable) is expected
     assert _demo.has_numpy("/nonexistent/python") is False
+
+
+def test_demo_children_get_ftpipe_alone_on_their_path() -> None:
+    """The demo put ftpipe's parent directory on its other interpreters' PYTHONPATH.
+
+    Once ftpipe is installed that parent is site-packages: ``has_numpy`` on 3.11 found
+    the 3.13t venv's numpy (and its runs imported it) instead of 3.11's own.
+    """
+    first = Path(_demo._child_env()["PYTHONPATH"].split(os.pathsep)[0])
+    assert os.listdir(first) == ["ftpipe"], first
+    assert (first / "ftpipe").resolve() == Path(ftpipe.__file__).resolve().parent
 
 
 def test_workloads_compute_and_name_themselves() -> None:
