@@ -261,7 +261,9 @@ def build(spec: Spec, pools: list[ThreadPoolExecutor]) -> ftpipe.Pipeline:
             max_failures=s.max_failures,
             buffer_size=s.buffer_size,
         )
-    if spec.sink_buffer is not None:
+    last_sized = bool(spec.stages) and spec.stages[-1].buffer_size is not None
+    if spec.sink_buffer is not None and not last_sized:
+        # A last stage's buffer_size is the sink's: giving both is a build error.
         b.add_sink(buffer_size=spec.sink_buffer)
     return b.build()
 

@@ -82,8 +82,7 @@ def test_generator_yielding_more_than_buffer_streams_in_order():
     b = (
         ftpipe.PipelineBuilder()
         .add_source(range(6))
-        .pipe(many, concurrency=3, buffer_size=8)
-        .add_sink(buffer_size=4)
+        .pipe(many, concurrency=3, buffer_size=4)  # the last stage's buffer is the sink
     )
     assert run(b) == [i for x in range(6) for i in range(x * 100, x * 100 + 500)]
 
@@ -375,6 +374,7 @@ def test_backpressure_source_does_not_run_far_ahead():
         ftpipe.PipelineBuilder()
         .add_source(source())
         .pipe(str, buffer_size=8)
+        .pipe(str)
         .add_sink(buffer_size=4)
     )
     with b.build() as pipeline:
@@ -383,7 +383,7 @@ def test_backpressure_source_does_not_run_far_ahead():
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:  # test-side observation window only
             time.sleep(0.05)
-        # buffers: source out (64) + stage out (8) + sink (4) + batches in hand
+        # buffers: source out (64) + stage 0 out (8) + sink (4) + batches in hand
         assert produced < 250, produced
 
 
