@@ -104,6 +104,52 @@ def test_an_exception_carrying_an_array_is_read_before_its_segments_are_removed(
     assert not [s for s in _segments() if s.startswith(results._prefix)]  # noqa: SLF001
 
 
+def test_spawn_start_method() -> None:
+    """``start_method="spawn"``: a fresh interpreter started by this process runs it."""
+    builder = ftpipe.PipelineBuilder().add_source(range(30)).pipe(w.square, concurrency=2)
+    with run_in_subprocess(builder, start_method="spawn", buffer_size=4) as results:
+        child = psutil.Process(results.pid)
+        # Out of credit after 4 results, the child waits for this consumer: alive here.
+        assert child.ppid() == os.getpid()  # forkserver children are the server's
+        assert "spawn_main" in " ".join(child.cmdline())
+        assert list(results) == [x * x for x in range(30)]
+    assert not _alive(results.pid)
+
+
+def test_a_process_stage_inside_the_subprocess() -> None:
+    """A pipeline whose stage runs on worker processes, itself in the pipeline subprocess."""
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(40))
+        .pipe(w.square, concurrency=2)
+        .pipe(w.with_pid, executor="process", concurrency=2, name="in-workers")
+    )
+    with run_in_subprocess(builder, buffer_size=8) as results:
+        out = list(results)
+    assert [x for x, _ in out] == [x * x for x in range(40)]
+    workers = {pid for _, pid in out}
+    # The calls ran in the child's own worker processes: neither here nor in the child.
+    assert workers and workers.isdisjoint({os.getpid(), results.pid})
+    assert not _alive(results.pid) and not [p for p in workers if _alive(p)]
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+
+
+def test_numpy_arrays_from_a_process_stage_inside_the_subprocess() -> None:
+    """Arrays made by the child's worker processes cross two shared-memory hops intact."""
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source([1 << 18] * 6)
+        .pipe(w.numpy_array, executor="process", concurrency=2)
+    )
+    with run_in_subprocess(builder, buffer_size=2) as results:
+        arrays = list(results)
+    assert len(arrays) == 6 and all(
+        a.shape == (1 << 18,) and float(a.sum()) == 7.0 * (1 << 18) for a in arrays
+    )
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+    assert not [s for s in _segments() if s.startswith(results._prefix)]  # noqa: SLF001
+
+
 def test_break_stops_and_reaps_the_child() -> None:
     builder = ftpipe.PipelineBuilder().add_source(range(10_000)).pipe(w.square)
     results = run_in_subprocess(builder, buffer_size=2)

@@ -53,6 +53,10 @@ def getpid(_: Any = None) -> int:
     return os.getpid()
 
 
+def with_pid(x: Any) -> tuple[Any, int]:
+    return x, os.getpid()
+
+
 def spin(n: int) -> int:
     total = 0
     for i in range(n):
