@@ -171,6 +171,7 @@ def _profile(
     return fake, notes
 
 
+@pytest.mark.thread_unsafe(reason="replaces diagnose() in its module for the whole process")
 def test_a_slow_stage_runs_on_fewer_items_within_its_time_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -206,6 +207,7 @@ def test_a_slow_stage_runs_on_fewer_items_within_its_time_budget(
     assert note.startswith("slow: calls take about") and f"on {ran} of its 100" in note
 
 
+@pytest.mark.thread_unsafe(reason="replaces diagnose() in its module for the whole process")
 def test_a_stage_that_raises_is_diagnosed_on_the_inputs_before_the_failure(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -74,6 +74,7 @@ def test_a_worker_failing_before_the_start_is_reported_not_waited_for() -> None:
     assert _probe_threads_end()
 
 
+@pytest.mark.thread_unsafe(reason="patches threading.Thread.start for the whole process")
 def test_a_thread_that_cannot_start_releases_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
     """Failing to start the second worker left the first waiting on the barrier forever."""
     real_start = threading.Thread.start
