@@ -112,3 +112,31 @@ def test_an_async_source_stops_when_the_pipeline_closes() -> None:
     with pipeline:
         assert [next(pipeline) for _ in range(1000)] == list(range(1000))
     assert finalized.wait(5), "the async source was never closed"
+
+
+def test_an_async_source_raising_cancelled_error_is_an_error_not_a_hang() -> None:
+    """A source's own CancelledError reaches the consumer after its items; nothing waits forever."""
+
+    async def source():
+        for i in range(3):
+            yield i
+        raise asyncio.CancelledError("the source gave up")
+
+    got: list[int] = []
+    finished = threading.Event()
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            got.extend(ftpipe.PipelineBuilder().add_source(source()).build())
+        except BaseException as exc:  # noqa: BLE001 - CancelledError is one
+            errors.append(exc)
+        finally:
+            finished.set()
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    assert finished.wait(10), "the consumer hung on a source that raised CancelledError"
+    assert got == [0, 1, 2]
+    assert len(errors) == 1 and isinstance(errors[0], asyncio.CancelledError)
+    assert _notes(errors[0]) == ["ftpipe: raised by the source"]

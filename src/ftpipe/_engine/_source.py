@@ -152,19 +152,23 @@ class _Ready:
 
 async def _pump(source: AsyncIterable[Any], ready: _Ready) -> None:
     items = ready.items
+    end: Any = _END
     try:
         async for item in source:
             items.append(item)
             ready.wake()  # the feeder runs once this task next waits, on the source or below
             if len(items) >= ready.limit:
                 await ready.wait()
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
+        # Cancelled by the feeder (which no longer waits), or raised by the source
+        # itself (which the feeder must hear about, or it would wait forever).
+        end = _Failed(exc)
         raise
     except BaseException as exc:  # noqa: BLE001 - handed to the feeder, after the items
-        items.append(_Failed(exc))
-    else:
-        items.append(_END)
-    ready.wake()
+        end = _Failed(exc)
+    finally:
+        items.append(end)  # however the pump ends, the feeder finds a marker
+        ready.wake()
 
 
 async def _feed_async(source: AsyncIterable[Any], feeder: _Feeder) -> None:
