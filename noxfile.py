@@ -258,10 +258,10 @@ def demo(session: nox.Session) -> None:
 
     Arguments after ``--`` go to the demo (``--quick``, ``--out DIR``, ``--python PATH``).
     """
-    # Editable on purpose: the demo's probes in the other interpreters (3.11, 3.13...)
-    # import ftpipe through PYTHONPATH, which then holds src/ alone; a regular install
-    # would put this 3.13t venv's site-packages there, whose cp313t numpy would shadow
-    # (and break) the numpy those interpreters may have of their own.
+    # Editable, so the demo runs the working tree.  Its probes in the other interpreters
+    # (3.11, 3.13...) get ftpipe alone on PYTHONPATH (a directory holding a link to the
+    # package, diagnose/_configs.py only_ftpipe_path), never this venv's site-packages,
+    # whose cp313t numpy would shadow (and break) the numpy those interpreters have.
     session.install("-e", ".[numpy,report]")
     session.run("python", "-m", "ftpipe", "demo", *session.posargs)
 

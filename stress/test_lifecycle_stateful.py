@@ -281,14 +281,20 @@ class Lifecycle(RuleBasedStateMachine):
             pipeline.start()
         taken: list[Any] = []
         started = threading.Event()
+        errors: list[BaseException] = []
 
         def consume() -> None:
             try:
                 for x in pipeline:
                     taken.append(x)
                     started.set()
-            except RuntimeError:
-                pass  # closed before this thread called iter(): "already ran"
+            except RuntimeError as exc:
+                # Closed before this thread called iter(): "already ran" is the right
+                # answer; any other RuntimeError is a bug to report.
+                if "already ran" not in str(exc):
+                    errors.append(exc)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
             finally:
                 started.set()
 
@@ -300,6 +306,7 @@ class Lifecycle(RuleBasedStateMachine):
             t.join()
 
         bounded(body, BOUND_S)
+        assert not errors, errors
         self.taken.extend(taken)
         self.state = "finished"
         self._no_threads_after_close()
@@ -317,8 +324,9 @@ class Lifecycle(RuleBasedStateMachine):
             barrier.wait()
             try:
                 pipeline.start()
-            except RuntimeError:
-                pass  # lost the race: "already ran" is the right answer
+            except RuntimeError as exc:
+                if "already ran" not in str(exc):  # lost the race: the right answer
+                    errors.append(exc)
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ftpipe
-from ftpipe import _demo, _demo_table, _demo_workloads
+from ftpipe import _demo, _demo_report, _demo_table, _demo_workloads
 from ftpipe._demo_report import write_report
 from ftpipe._runtime import InterpreterInfo, is_free_threaded
 from ftpipe.diagnose import Configuration, Curve, Diagnosis, ExecutorAdvice, Point, Verdict
@@ -142,7 +143,14 @@ def test_pipeline_rows_show_speedups_startup_and_errors() -> None:
     assert rows[2][1] == "error: did not finish within 60 s"
 
 
-def test_report_is_one_self_contained_page_with_a_section_per_workload(tmp_path: Path) -> None:
+@pytest.mark.parametrize("plots", [True, False], ids=["matplotlib", "no-matplotlib"])
+def test_report_is_one_self_contained_page_with_a_section_per_workload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plots: bool
+) -> None:
+    # Either way the page is whole: with matplotlib a plot per workload, without it
+    # the tables and a note saying how to get the plots (and never both).
+    svg = (lambda d: f"<svg data-stage='{d.stage}'></svg>") if plots else (lambda d: None)
+    monkeypatch.setattr(_demo_report, "svg_plot", svg)
     page = write_report(_result(), tmp_path / "demo.html")
     text = page.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
@@ -151,8 +159,22 @@ def test_report_is_one_self_contained_page_with_a_section_per_workload(tmp_path:
         assert f"<section id={workload.key}>" in text
     assert text.count("<table>") == 2  # the battery and the configurations
     assert "Not measured on 3.13 GIL: numpy is not installed there" in text
-    # Plots are inline SVG when matplotlib is installed; otherwise the page says how.
-    assert ("<svg" in text) or ("pip install 'ftpipe[report]'" in text)
+    if plots:
+        assert text.count("<svg") == 2 and "pip install 'ftpipe[report]'" not in text
+    else:
+        assert "<svg" not in text and "pip install 'ftpipe[report]'" in text
+
+
+def test_report_plots_come_from_matplotlib_when_it_is_installed(tmp_path: Path) -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        installed = False
+    else:
+        installed = True
+    text = write_report(_result(), tmp_path / "demo.html").read_text(encoding="utf-8")
+    assert ("<svg" in text) is installed
+    assert ("pip install 'ftpipe[report]'" in text) is not installed
 
 
 def test_json_document_round_trips(tmp_path: Path) -> None:
@@ -223,8 +245,21 @@ def test_has_numpy_asks_the_interpreter_itself() -> None:
     assert _demo.has_numpy("/nonexistent/python") is False
 
 
+def test_demo_children_get_ftpipe_alone_on_their_path() -> None:
+    """The demo put ftpipe's parent directory on its other interpreters' PYTHONPATH.
+
+    Once ftpipe is installed that parent is site-packages: ``has_numpy`` on 3.11 found
+    the 3.13t venv's numpy (and its runs imported it) instead of 3.11's own.
+    """
+    first = Path(_demo._child_env()["PYTHONPATH"].split(os.pathsep)[0])
+    assert os.listdir(first) == ["ftpipe"], first
+    assert (first / "ftpipe").resolve() == Path(ftpipe.__file__).resolve().parent
+
+
 def test_workloads_compute_and_name_themselves() -> None:
-    assert _demo_workloads.pure_python(1) == _demo_workloads.pure_python(1)
+    # i * i % 7 repeats every 7 values of i: 0, 1, 4, 2, 2, 4, 1 (sum 14).
+    n = _demo_workloads.LOOP_N
+    assert _demo_workloads.pure_python(1) == 1 + 14 * (n // 7) + sum([0, 1, 4, 2, 2, 4, 1][: n % 7])
     assert _demo_workloads.write_file(3) == _demo_workloads.FILE_BYTES
     assert _demo_workloads.wait_io(5) == 5
     keys = [w.key for w in _demo_workloads.WORKLOADS]
@@ -316,4 +351,4 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     assert dom.count("<table>") == 2
     assert dom.count("<section") == 2
     assert 'class="verdict">gil-bound</span>' in dom
-    assert "ftpipe" in ftpipe.__name__  # the page was written by this checkout
+    assert "Not measured on 3.13 GIL: numpy is not installed there" in dom

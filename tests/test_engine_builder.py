@@ -88,6 +88,38 @@ def test_sink_buffer_size(size, exc):
         builder().add_sink(buffer_size=size)
 
 
+def _sink_capacity(b: ftpipe.PipelineBuilder) -> int:
+    pipeline = b.build()
+    with pipeline:
+        list(pipeline)
+    return pipeline.stats().stages[-1].buffer_capacity
+
+
+def test_the_last_stages_buffer_size_is_the_sinks():
+    """``buffer_size`` on the last stage was silently replaced by the sink's (64).
+
+    _pipeline.py sized the last stage's output channel with ``sink_buffer_size``
+    alone, so ``.pipe(f, buffer_size=8)`` at the end of a pipeline got 64 and
+    ``.pipe(f, buffer_size=8).add_sink(buffer_size=4)`` quietly got 4.
+    """
+    assert builder().pipe(double, buffer_size=8).config().sink_buffer_size == 8
+    assert _sink_capacity(builder().pipe(double, buffer_size=8)) == 8
+    both = builder().pipe(double, buffer_size=8).add_sink(buffer_size=8)
+    assert _sink_capacity(both) == 8
+    with pytest.raises(
+        ValueError, match=r"stage 'last': buffer_size=8 and add_sink\(buffer_size=4\)"
+    ):
+        builder().pipe(double, buffer_size=8, name="last").add_sink(buffer_size=4).build()
+
+
+def test_the_sink_size_applies_when_the_last_stage_gives_none():
+    assert _sink_capacity(builder().pipe(double).add_sink(buffer_size=4)) == 4
+    assert _sink_capacity(builder().pipe(double)) == 64
+    # An earlier stage's buffer_size is its own: the sink keeps its size.
+    assert _sink_capacity(builder().pipe(double, buffer_size=8).pipe(double)) == 64
+    assert builder().pipe(double, buffer_size=8).aggregate(2).config().sink_buffer_size == 64
+
+
 def test_duplicate_stage_names():
     with pytest.raises(ValueError, match="'x' is used twice"):
         builder().pipe(double, name="x").pipe(double, name="x")

@@ -82,8 +82,7 @@ def test_generator_yielding_more_than_buffer_streams_in_order():
     b = (
         ftpipe.PipelineBuilder()
         .add_source(range(6))
-        .pipe(many, concurrency=3, buffer_size=8)
-        .add_sink(buffer_size=4)
+        .pipe(many, concurrency=3, buffer_size=4)  # the last stage's buffer is the sink
     )
     assert run(b) == [i for x in range(6) for i in range(x * 100, x * 100 + 500)]
 
@@ -258,6 +257,48 @@ def test_retries_then_succeed_or_fail():
     assert pipeline.stats()["g"].retries == 3 and pipeline.stats()["g"].failures == 1
 
 
+@pytest.mark.parametrize("kind", ["async", "async-generator"])
+def test_async_stage_retries_then_succeed_or_fail(kind):
+    attempts: dict[int, int] = {}  # only touched from the stage's one event-loop thread
+
+    def attempt(x: int) -> None:
+        attempts[x] = attempts.get(x, 0) + 1
+        if x % 5 == 0 and attempts[x] < 3:
+            raise Boom(x)
+
+    async def flaky(x):
+        await asyncio.sleep(0)
+        attempt(x)
+        return x
+
+    async def flaky_gen(x):
+        yield (x, "a")  # a failed attempt's outputs must not leak
+        await asyncio.sleep(0)
+        attempt(x)
+        yield (x, "b")
+
+    fn = flaky if kind == "async" else flaky_gen
+    expected = list(range(20)) if kind == "async" else [(x, t) for x in range(20) for t in "ab"]
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(20))
+        .pipe(fn, concurrency=4, retries=2, name="f")
+        .build()
+    )
+    with pipeline:
+        assert list(pipeline) == expected
+    assert pipeline.stats()["f"].retries == 8 and pipeline.stats()["f"].failures == 0
+    assert attempts == {x: 3 if x % 5 == 0 else 1 for x in range(20)}
+
+    # One retry is not enough for inputs 0, 5, 10, 15: input 0 fails for good.
+    attempts.clear()
+    b = ftpipe.PipelineBuilder().add_source(range(20)).pipe(fn, concurrency=4, retries=1, name="g")
+    with pytest.raises(Boom) as info, b.build() as pipeline:
+        list(pipeline)
+    assert attempts[0] == 2  # the first attempt and one retry
+    assert any("'g'" in n and "#0" in n for n in info.value.__notes__)
+
+
 def test_generator_stage_retries_keep_only_the_successful_attempts_outputs():
     attempts: dict[int, int] = {}
     lock = threading.Lock()
@@ -333,6 +374,7 @@ def test_backpressure_source_does_not_run_far_ahead():
         ftpipe.PipelineBuilder()
         .add_source(source())
         .pipe(str, buffer_size=8)
+        .pipe(str)
         .add_sink(buffer_size=4)
     )
     with b.build() as pipeline:
@@ -341,7 +383,7 @@ def test_backpressure_source_does_not_run_far_ahead():
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline:  # test-side observation window only
             time.sleep(0.05)
-        # buffers: source out (64) + stage out (8) + sink (4) + batches in hand
+        # buffers: source out (64) + stage 0 out (8) + sink (4) + batches in hand
         assert produced < 250, produced
 
 

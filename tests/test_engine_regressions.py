@@ -446,3 +446,41 @@ def test_close_racing_start_never_joins_an_unstarted_thread():
         if errors:
             break
     assert not errors, errors[0]
+
+
+def test_ordered_async_stage_delivers_nothing_after_the_failing_input():
+    """An ordered async stage delivered the output of a later input, then the error.
+
+    _async_stage.py ``_loop``: outputs are emitted as the contiguous run of finished
+    inputs from the oldest missing one, and a failed input counts as finished (with no
+    output).  Input 0 slow, input 2 done, input 1 failed: once input 0 finished, the
+    run 0..2 went out as one put spanning ``[0, 3)``, which the channel's cut at 1
+    accepts (it drops only ranges *starting* at or after the cut); the consumer got
+    f(0), f(2), then the error.  Every other stage kind stops at the failure.
+    """
+    import asyncio
+
+    events: dict[str, asyncio.Event] = {}
+
+    def event(name: str) -> asyncio.Event:
+        # Created inside the stage's own event loop (one thread runs all the calls).
+        return events.setdefault(name, asyncio.Event())
+
+    async def f(x: int) -> int:
+        if x == 0:
+            await event("1 failed").wait()  # finishes last
+        elif x == 1:
+            await event("2 done").wait()
+            event("1 failed").set()
+            raise ValueError("one fails")
+        elif x == 2:
+            event("2 done").set()
+        return 10 * x
+
+    b = ftpipe.PipelineBuilder().add_source(range(3)).pipe(f, concurrency=3, name="async-f")
+    got = []
+    with pytest.raises(ValueError, match="one fails") as info, b.build() as pipeline:
+        for x in pipeline:
+            got.append(x)
+    assert got == [0], got
+    assert any("async-f" in n and "#1" in n for n in _ftpipe_notes(info.value))

@@ -189,3 +189,48 @@ def test_ctrl_c_in_consumer_raises_keyboardinterrupt_and_exits():
         pytest.fail("child hung after SIGINT")
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in err
+
+
+def test_stopping_every_pipeline_while_others_start_and_close():
+    """``stop_all_pipelines`` raised "Set changed size during iteration".
+
+    _pipeline.py kept the live runs in a ``weakref.WeakSet`` ("internally locked",
+    said its comment; it is not): ``list(_live_runs)`` in ``stop_all_pipelines`` (and
+    at interpreter exit) iterates it while other threads add and discard runs as
+    pipelines start and close.  Seen within a second on 3.11 with a short switch
+    interval, and possible at interpreter exit with pipelines starting elsewhere.
+    """
+    from ftpipe._engine import stop_all_pipelines
+
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def churn() -> None:
+        while not done.is_set():
+            pipeline = ftpipe.PipelineBuilder().add_source(range(3)).build()
+            pipeline.start()
+            pipeline.close()
+
+    def stop_all() -> None:
+        while not done.is_set():
+            try:
+                stop_all_pipelines()
+            except Exception as exc:  # noqa: BLE001 - collected for the assert
+                errors.append(exc)
+                done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # GIL builds: switch threads as often as possible
+    threads = [threading.Thread(target=churn) for _ in range(2)]
+    threads.append(threading.Thread(target=stop_all))
+    try:
+        for t in threads:
+            t.start()
+        done.wait(3.0)
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
+    assert_threads_gone()

@@ -140,17 +140,39 @@ def test_skip_drops_failing_items_only(executor: Any) -> None:
         assert list(pipeline) == [x for x in range(100) if x != 13]
 
 
+def _assert_stopped(pipeline: ftpipe.Pipeline, most: int) -> None:
+    """Every thread of the pipeline is joined, and the stage took at most ``most`` inputs."""
+    threads = pipeline._run._threads  # noqa: SLF001 - this pipeline's own, not the process's
+    assert threads and not [t.name for t in threads if t.is_alive()]
+    taken = pipeline.stats()["stage"].items_in
+    assert taken <= most, f"the stage went on after the consumer left: {taken} inputs"
+    with pytest.raises(RuntimeError, match="already ran"):
+        iter(pipeline)
+
+
 def test_break_stops_the_pipeline(executor: Any) -> None:
+    seen = []
     with _build(executor, w.square, range(100_000)) as pipeline:
-        for i, _ in enumerate(pipeline):
+        for i, x in enumerate(pipeline):
+            seen.append(x)
             if i == 5:
                 break
+    assert seen == [0, 1, 4, 9, 16, 25]
+    # Buffers are bounded: of 100,000 inputs only a few buffers' worth were taken.
+    _assert_stopped(pipeline, most=1_000)
 
 
 def test_exception_in_the_consumer_stops_the_pipeline(executor: Any) -> None:
-    with pytest.raises(KeyError), _build(executor, w.square, range(100_000)) as pipeline:
-        for _ in pipeline:
+    seen = []
+    with (
+        pytest.raises(KeyError, match="consumer"),
+        _build(executor, w.square, range(100_000)) as pipeline,
+    ):
+        for x in pipeline:
+            seen.append(x)
             raise KeyError("consumer")
+    assert seen == [0]
+    _assert_stopped(pipeline, most=1_000)
 
 
 def test_numpy_arrays_cross(executor: Any) -> None:
@@ -166,6 +188,7 @@ def test_numpy_arrays_cross(executor: Any) -> None:
 
 def test_user_executors_are_never_shut_down(executor: Any) -> None:
     with _build(executor, w.square, range(10)) as pipeline:
-        list(pipeline)
+        assert list(pipeline) == [x * x for x in range(10)]
     if isinstance(executor, Executor):
+        # The pipeline is done with it; its owner is not.
         assert executor.submit(w.square, 3).result(timeout=30) == 9

@@ -39,11 +39,21 @@ def test_arrays_arrive_as_views_of_the_segment(pair) -> None:  # type: ignore[no
     assert len(message) < 4096  # the data did not go into the pickle
     y, tag = b.loads(message)
     assert tag == "tag" and np.array_equal(x, y) and y.flags.writeable
-    owner = y
-    while not isinstance(owner, mmap.mmap):  # the array's memory is the mapping: no copy
+    owner, depth = y, 0
+    while not isinstance(owner, mmap.mmap) and owner is not None and depth < 8:
         owner = owner.obj if isinstance(owner, memoryview) else owner.base
-    y[0] = 42.0
-    assert x[0] == 0.0
+        depth += 1
+    assert isinstance(owner, mmap.mmap), f"the received array is backed by {owner!r}"
+    # What the receiver got is the segment itself, not a copy of it: a write through
+    # its array is in the segment's file (and not in the sender's array).
+    _, used, _ = pickle.loads(message)  # (payload, [(segment, nbytes, ...)], ...)
+    ((name, nbytes, _),) = used
+    assert nbytes == x.nbytes and name in _names(a.prefix)
+    y[:4] = [42.0, 43.0, 44.0, 45.0]
+    with open(os.path.join(_shm.SHM_DIR, name), "rb") as segment:
+        head = np.frombuffer(segment.read(16), dtype=np.float32)
+    assert head.tolist() == [42.0, 43.0, 44.0, 45.0]
+    assert x[:4].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_segments_are_reused_only_after_the_receiver_drops_its_views(pair) -> None:  # type: ignore[no-untyped-def]

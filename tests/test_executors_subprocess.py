@@ -55,9 +55,97 @@ def test_child_error_reraises_here_with_the_stage_note() -> None:
         with pytest.raises(ValueError, match="bad item 5") as info:
             for x in results:
                 got.append(x)
-    assert got == list(range(len(got))) and len(got) <= 5  # the engine may drop in-flight items
+    assert got == [0, 1, 2, 3, 4]  # every result before the failure, then the error
     assert any("picky" in note for note in getattr(info.value, "__notes__", []))
     assert not _alive(results.pid)
+
+
+@pytest.mark.parametrize("kind", ["FileNotFoundError", "ConnectionResetError", "BrokenPipeError"])
+def test_an_os_error_from_a_stage_arrives_after_the_results_before_it(kind: str) -> None:
+    """A stage's OSError was taken for "the parent is gone" (exit 0, BrokenWorkerError).
+
+    The child's loop sat in one ``except (EOFError, OSError)`` meant for the pipe to
+    the parent: a ``FileNotFoundError`` or ``ConnectionError`` from the user's stage
+    landed there, the child exited with status 0 and the consumer got
+    ``BrokenWorkerError("pipeline subprocess ... exited with code 0 ...")``.
+    """
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(10))
+        .pipe(functools.partial(w.os_error_on, 5, kind), name="reader")
+    )
+    got = []
+    with run_in_subprocess(builder) as results, pytest.raises(OSError) as info:
+        for x in results:
+            got.append(x)
+    assert type(info.value).__name__ == kind
+    assert info.value.strerror == f"{kind} on item 5"
+    assert info.value.filename == "/nonexistent/5"
+    assert got == [0, 1, 2, 3, 4]  # everything before the failure, then the error
+    assert any("reader" in note for note in getattr(info.value, "__notes__", []))
+    assert "os_error_on" in str(info.value.__cause__)  # the child's traceback
+    assert not _alive(results.pid)
+
+
+def test_an_exception_carrying_an_array_is_read_before_its_segments_are_removed() -> None:
+    """The consumer removed the child's shared memory, then read the exception from it.
+
+    ``SubprocessPipeline.__next__`` called ``close()`` (which unlinks every segment of
+    the child) before unpickling the child's exception; an exception whose arguments
+    include a large numpy array travels through a segment, so the consumer got a
+    ``FileNotFoundError`` for a ``/dev/shm`` name instead of the stage's error.
+    """
+    builder = ftpipe.PipelineBuilder().add_source([1]).pipe(w.fail_with_array, name="arrays")
+    with run_in_subprocess(builder) as results, pytest.raises(ValueError, match="array") as info:
+        next(results)
+    assert info.value.args[0] == "array attached for 1"
+    array = info.value.args[1]
+    assert array.shape == (1 << 18,) and float(array.sum()) == 3.0 * (1 << 18)
+    assert not [s for s in _segments() if s.startswith(results._prefix)]  # noqa: SLF001
+
+
+def test_spawn_start_method() -> None:
+    """``start_method="spawn"``: a fresh interpreter started by this process runs it."""
+    builder = ftpipe.PipelineBuilder().add_source(range(30)).pipe(w.square, concurrency=2)
+    with run_in_subprocess(builder, start_method="spawn", buffer_size=4) as results:
+        # Started by this process (a forkserver child is the server's), right now.
+        assert psutil.Process(results.pid).ppid() == os.getpid()
+        assert list(results) == [x * x for x in range(30)]
+    assert not _alive(results.pid)
+
+
+def test_a_process_stage_inside_the_subprocess() -> None:
+    """A pipeline whose stage runs on worker processes, itself in the pipeline subprocess."""
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(40))
+        .pipe(w.square, concurrency=2)
+        .pipe(w.with_pid, executor="process", concurrency=2, name="in-workers")
+    )
+    with run_in_subprocess(builder, buffer_size=8) as results:
+        out = list(results)
+    assert [x for x, _ in out] == [x * x for x in range(40)]
+    workers = {pid for _, pid in out}
+    # The calls ran in the child's own worker processes: neither here nor in the child.
+    assert workers and workers.isdisjoint({os.getpid(), results.pid})
+    assert not _alive(results.pid) and not [p for p in workers if _alive(p)]
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+
+
+def test_numpy_arrays_from_a_process_stage_inside_the_subprocess() -> None:
+    """Arrays made by the child's worker processes cross two shared-memory hops intact."""
+    builder = (
+        ftpipe.PipelineBuilder()
+        .add_source([1 << 18] * 6)
+        .pipe(w.numpy_array, executor="process", concurrency=2)
+    )
+    with run_in_subprocess(builder, buffer_size=2) as results:
+        arrays = list(results)
+    assert len(arrays) == 6 and all(
+        a.shape == (1 << 18,) and float(a.sum()) == 7.0 * (1 << 18) for a in arrays
+    )
+    assert not [s for s in _segments() if s.startswith(f"ftpipe-{results.pid}-")]
+    assert not [s for s in _segments() if s.startswith(results._prefix)]  # noqa: SLF001
 
 
 def test_break_stops_and_reaps_the_child() -> None:

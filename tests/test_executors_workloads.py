@@ -6,6 +6,7 @@ import this module (numpy refuses to load there).  No tests live here.
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import sys
@@ -33,8 +34,27 @@ def fail_on(bad: int, x: int) -> int:
     return x
 
 
+def os_error_on(bad: int, kind: str, x: int) -> int:
+    """Raise the ``OSError`` subclass named ``kind`` on input ``bad``."""
+    if x == bad:
+        error: type[OSError] = getattr(builtins, kind)
+        raise error(2, f"{kind} on item {x}", f"/nonexistent/{x}")
+    return x
+
+
+def fail_with_array(x: Any) -> Any:
+    """Raise an exception whose argument is a numpy array large enough for shared memory."""
+    import numpy as np
+
+    raise ValueError(f"array attached for {x!r}", np.full(1 << 18, 3, dtype=np.float32))
+
+
 def getpid(_: Any = None) -> int:
     return os.getpid()
+
+
+def with_pid(x: Any) -> tuple[Any, int]:
+    return x, os.getpid()
 
 
 def spin(n: int) -> int:

@@ -82,8 +82,10 @@ build_free_threaded() {
   command -v apt-get >/dev/null || { log "no free-threaded CPython 3.13 found and apt-get is unavailable; install python3.13t (e.g. 'uv python install 3.13t' or pyenv's 3.13t) and re-run"; exit 1; }
   command -v make >/dev/null && command -v gcc >/dev/null || { log "building 3.13t needs gcc and make: apt-get install build-essential"; exit 1; }
   local mirror; mirror="$(debian_mirror)" || { log "no Debian mirror in /etc/apt; install python3.13t yourself and re-run"; exit 1; }
-  local work="$CACHE/build" apt="$CACHE/build/apt"
-  rm -rf "$work"; mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/src"
+  # A directory of this run's own: another run must never delete a build in progress.
+  local work; work="$(mktemp -d "$CACHE/build.XXXXXX")"
+  local apt="$work/apt"
+  mkdir -p "$apt/lists/partial" "$apt/cache/archives/partial" "$apt/src"
   echo "deb-src $mirror trixie main" > "$apt/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$apt/sources.list" -o Dir::Etc::SourceParts=/dev/null
               -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o APT::Sandbox::User=root)
@@ -103,11 +105,17 @@ build_free_threaded() {
   (cd "$work/src" && ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install >"$work/configure.log" 2>&1 \
      && make -j"$(nproc)" >"$work/make.log" 2>&1 && make install >"$work/install.log" 2>&1) \
      || { log "build failed; see logs in $work"; exit 1; }
-  rm -rf "$work/src" "$apt"
   is_free_threaded_313 "$PREFIX/bin/python3.13t" || { log "built interpreter is not free-threaded; see $work"; exit 1; }
+  rm -rf "$work"
 }
 
 mkdir -p "$BIN"
+# One run at a time: a run that starts while another builds waits for that build and
+# uses it, instead of starting a second build beside it.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$CACHE/find-pythons.lock"
+  flock 9
+fi
 ft="$(find_free_threaded || true)"
 if [[ -z "$ft" ]]; then
   build_free_threaded

@@ -27,6 +27,7 @@ from typing import Any
 from ._demo_workloads import WORKLOADS, Workload
 from ._runtime import InterpreterInfo, find_interpreters, is_free_threaded, usable_cores
 from .diagnose import Configuration, Diagnosis, diagnose
+from .diagnose._configs import only_ftpipe_path
 
 __all__ = ["DemoResult", "Row", "configurations", "has_numpy", "main", "run_demo"]
 
@@ -171,10 +172,14 @@ def has_numpy(executable: str) -> bool:
 
 
 def _child_env() -> dict[str, str]:
-    """This environment with ftpipe importable and no GIL override (each run sets its own)."""
-    src = str(Path(__file__).resolve().parent.parent)
+    """This environment with ftpipe importable and no GIL override (each run sets its own).
+
+    ftpipe alone goes on the path, not its parent directory: for an installed ftpipe that
+    is this interpreter's site-packages, whose numpy would shadow the other one's.
+    """
+    here = only_ftpipe_path()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "FTPIPE_DIAGNOSTIC_MODE")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH", "")) if p)
     return env
 
 

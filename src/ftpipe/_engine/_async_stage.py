@@ -197,8 +197,11 @@ async def _loop(
         if not results:
             continue
         if outbox.ordered:
+            # Contiguous results from the oldest missing input, never reaching the
+            # failed one: later inputs that finished first are not delivered (the
+            # channel's cut only drops ranges that *start* at or after it).
             start, out = next_emit, []
-            while next_emit in results:
+            while next_emit in results and (cutoff is None or next_emit < cutoff):
                 out.extend(results.pop(next_emit))
                 next_emit += 1
             if next_emit == start:

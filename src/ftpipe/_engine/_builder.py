@@ -56,6 +56,8 @@ class PipelineBuilder:
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
+        # Stages whose buffer_size was given (not defaulted): the last one's is the sink's.
+        self._sized: set[str] = set()
 
     def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
         """Set the pipeline's input: any iterable or async iterable."""
@@ -99,7 +101,9 @@ class PipelineBuilder:
             max_failures: With ``"skip"``, raise once more than this many items failed.
             retries: Extra attempts for a failing call before ``on_error`` applies.
             buffer_size: Capacity of the stage's output buffer (default 64, or
-                twice the concurrency when larger).
+                twice the concurrency when larger).  The last stage's output buffer
+                is the sink: its ``buffer_size`` sets the sink's, and giving
+                ``add_sink`` a different one is an error.
 
         Raises:
             TypeError, ValueError: An argument is invalid; the message names the stage.
@@ -117,6 +121,8 @@ class PipelineBuilder:
             buffer_size=buffer_size,
         )
         self._add(stage)
+        if buffer_size is not None:
+            self._sized.add(stage.name)
         return self
 
     def aggregate(self, n: int, *, drop_last: bool = False) -> Self:
@@ -137,8 +143,18 @@ class PipelineBuilder:
         self._add(self._builtin(StageKind.DISAGGREGATE, label))
         return self
 
-    def add_sink(self, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Self:
-        """Set how many output items are buffered ahead of the consumer."""
+    def add_sink(self, *, buffer_size: int | None = None) -> Self:
+        """Set how many output items are buffered ahead of the consumer.
+
+        Args:
+            buffer_size: Items buffered (default: the last stage's ``buffer_size``
+                when one was given, else 64).  The sink *is* the last stage's output
+                buffer, so when both are given they must agree (checked by ``config()``
+                and ``build()``).
+        """
+        if buffer_size is None:
+            self._sink_buffer_size = None
+            return self
         if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
             raise TypeError(
                 f"sink: buffer_size must be a positive int, got {type(buffer_size).__name__} {buffer_size!r}"
@@ -149,10 +165,26 @@ class PipelineBuilder:
         return self
 
     def config(self) -> PipelineConfig:
-        """Return the validated, frozen description of the pipeline built so far."""
+        """Return the validated, frozen description of the pipeline built so far.
+
+        Raises:
+            ValueError: There is no source, or the last stage's ``buffer_size`` and
+                ``add_sink(buffer_size=...)`` disagree (they size the same buffer).
+        """
         if self._source is None:
             raise ValueError("the pipeline has no source; call add_source(iterable) first")
-        sink = self._sink_buffer_size if self._sink_buffer_size is not None else DEFAULT_BUFFER_SIZE
+        sink = self._sink_buffer_size
+        last = self._stages[-1] if self._stages else None
+        if last is not None and last.name in self._sized:
+            if sink is not None and sink != last.buffer_size:
+                raise ValueError(
+                    f"stage {last.name!r}: buffer_size={last.buffer_size} and "
+                    f"add_sink(buffer_size={sink}) size the same buffer (the last stage's "
+                    "output is what the consumer reads); give the size in one place"
+                )
+            sink = last.buffer_size
+        if sink is None:
+            sink = DEFAULT_BUFFER_SIZE
         return PipelineConfig(self._source, tuple(self._stages), sink)
 
     def build(self) -> Pipeline:

@@ -24,26 +24,52 @@ from typing import Any
 from ._channel import Channel, EndOfStream, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._executors import executor_kind
+from ._source import start_source
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
-from ._workers import StageRuntime, start_source, start_stage, worker_count
+from ._workers import StageRuntime, start_stage, worker_count
 
 __all__ = ["Pipeline"]
 
-# Every run still alive, so interpreter exit can stop them (threads are daemons
-# and would otherwise be frozen mid-call).  WeakSet is internally locked.
-_live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
+# Every run started and not yet joined, so interpreter exit can stop them (threads
+# are daemons and would otherwise be frozen mid-call).  Weak: an abandoned run whose
+# threads ended is collected.  Not a WeakSet: it is not thread-safe (iterating one
+# while another thread adds raises "Set changed size during iteration", on every
+# build), and its weakref callbacks can run in any thread at any time.  Plain weak
+# references without callbacks, keyed by id(), pruned when a run is added.
+_live_lock = threading.Lock()  # guards _live_runs
+_live_runs: dict[int, weakref.ref[_Run]] = {}
+
+
+def _register(run: _Run) -> None:
+    with _live_lock:
+        for key in [key for key, ref in _live_runs.items() if ref() is None]:
+            del _live_runs[key]
+        _live_runs[id(run)] = weakref.ref(run)
+
+
+def _unregister(run: _Run) -> None:
+    with _live_lock:
+        ref = _live_runs.get(id(run))
+        if ref is not None and ref() is run:
+            del _live_runs[id(run)]
+
+
+def _live() -> list[_Run]:
+    with _live_lock:
+        refs = list(_live_runs.values())
+    return [run for run in (ref() for ref in refs) if run is not None]
 
 
 def stop_all_pipelines() -> None:
     """Signal every running pipeline to stop; returns at once (used at interpreter exit)."""
-    for run in list(_live_runs):
+    for run in _live():
         run.stop()
 
 
 @atexit.register
 def _stop_all_at_exit() -> None:
     stop_all_pipelines()
-    for run in list(_live_runs):
+    for run in _live():
         run.join(timeout=2.0)
 
 
@@ -168,7 +194,7 @@ class _Run:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        _live_runs.add(self)
+        _register(self)
         try:
             self.source_counters = start_source(self._config.source, self.source_out, self)
             for stage in self.stages:
@@ -205,7 +231,7 @@ class _Run:
             if thread is not current:
                 thread.join(None if deadline is None else max(0.0, deadline - perf_counter()))
         self._shutdown_executors()
-        _live_runs.discard(self)
+        _unregister(self)
 
     def _thread_exited(self) -> None:
         with self._lock:

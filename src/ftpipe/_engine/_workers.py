@@ -3,7 +3,7 @@
 ::
 
     source thread ──► ch0 ──► stage 0 workers ──► ch1 ──► ... ──► sink channel ──► consumer
-                      (each stage: N threads calling fn, or N threads waiting on an
+    (_source.py)      (each stage: N threads calling fn, or N threads waiting on an
                        executor, or one thread running an event loop for async fn)
 
 A worker takes a batch from its input channel, runs the stage function on each
@@ -15,9 +15,8 @@ takes up to half its input buffer so the hand-off cost is paid per batch.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterable, Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor, Future
 from itertools import islice
 from time import perf_counter
@@ -28,13 +27,13 @@ from ._channel import Channel, EndOfStream, Stopped
 from ._config import FnKind, StageConfig, StageKind
 from ._stats import WorkerCounters
 
-__all__ = ["Control", "StageRuntime", "start_source", "start_stage", "worker_count"]
+__all__ = ["BATCH_TARGET_S", "Control", "StageRuntime", "start_stage", "worker_count"]
 
 # Marks an input dropped by on_error="skip" (None is a legitimate result).
 _SKIPPED: Any = object()
 
 # A call slower than this is worth one lock hand-off per item; faster calls are batched.
-_BATCH_TARGET_S = 200e-6
+BATCH_TARGET_S = 200e-6
 
 
 class Control(Protocol):
@@ -134,70 +133,6 @@ def as_stage_error(exc: BaseException) -> BaseException:
         error.__cause__ = exc
         return error
     return exc
-
-
-def start_source(
-    source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control
-) -> WorkerCounters:
-    """Start the thread that feeds the first channel from the source."""
-    counters = WorkerCounters()
-    max_batch = max(1, outbox.capacity // 2)
-
-    next_seq = [0]  # kept across feed() calls (an async source feeds in chunks)
-
-    def feed(items: Iterable[Any]) -> None:
-        iterator = iter(items)
-        seq = next_seq[0]
-        take = 1  # grows while the source is cheap, so a slow source is never held back
-        while True:
-            t0 = perf_counter()
-            chunk = list(islice(iterator, take))
-            t1 = perf_counter()
-            if not chunk:
-                break
-            counters.busy += t1 - t0
-            outbox.put(seq, seq + len(chunk), chunk)
-            seq += len(chunk)
-            next_seq[0] = seq
-            counters.items_out += len(chunk)
-            counters.blocked += perf_counter() - t1
-            per_item = (t1 - t0) / len(chunk)
-            take = max(
-                1,
-                min(
-                    max_batch,
-                    2 * take,
-                    int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch,
-                ),
-            )
-            if control.stopping:
-                raise Stopped
-
-    def run() -> None:
-        try:
-            if isinstance(source, AsyncIterable):
-                asyncio.run(_drain_async(source, feed))
-            else:
-                feed(source)
-        except Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
-            control.fail(as_stage_error(exc), "ftpipe: raised by the source", stage=-1)
-        finally:
-            outbox.producer_done()
-
-    control.thread(run, "ftpipe-source")
-    return counters
-
-
-async def _drain_async(source: AsyncIterable[Any], feed: Callable[[Iterable[Any]], None]) -> None:
-    items: list[Any] = []
-    async for item in source:
-        items.append(item)
-        if len(items) >= 64:
-            feed(items)
-            items = []
-    feed(items)
 
 
 def start_stage(stage: StageRuntime) -> None:
@@ -392,7 +327,7 @@ def _thread_worker(stage: StageRuntime) -> Callable[[], None]:
             counters.items_out += len(out)
             counters.blocked += perf_counter() - t2 + blocked
             per_item = (t2 - t1 - blocked) / len(items)
-            fit = int(_BATCH_TARGET_S / per_item) if per_item > 0 else max_batch
+            fit = int(BATCH_TARGET_S / per_item) if per_item > 0 else max_batch
             batch = max(1, min(max_batch, 2 * batch, fit))
 
     return guarded(stage, run)

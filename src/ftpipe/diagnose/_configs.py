@@ -11,8 +11,10 @@ do not compete for the cores they measure.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -28,7 +30,7 @@ from .._runtime import InterpreterInfo, find_interpreters, is_free_threaded
 from ._model import Curve, Point
 from ._sweep import PROGRESS, SweepSettings
 
-__all__ = ["Configuration", "forced_off", "plan", "run_probe"]
+__all__ = ["Configuration", "forced_off", "only_ftpipe_path", "plan", "run_probe"]
 
 HOW_TO_GET_FT = (
     "a free-threaded interpreter (python3.13t); run tools/find-pythons.sh (builds CPython 3.13 "
@@ -110,12 +112,40 @@ def plan() -> tuple[tuple[Configuration, ...], str]:
     return tuple(configs), missing
 
 
-def _pythonpath() -> str:
-    """ftpipe's own root plus the caller's non-installed sys.path entries (its project, tests)."""
-    import ftpipe
+_only_ftpipe_lock = threading.Lock()  # guards _only_ftpipe_dir
+_only_ftpipe_dir: str | None = None
 
+
+def only_ftpipe_path() -> str:
+    """A directory holding ftpipe and nothing else, for another interpreter's ``PYTHONPATH``.
+
+    Not the package's parent: for an installed ftpipe that is site-packages, and
+    another interpreter would import this one's numpy (built for another ABI) from it
+    instead of its own.  The directory holds a link to the package (a copy where links
+    cannot be made: ftpipe is pure Python); made once per process, removed at exit.
+    """
+    global _only_ftpipe_dir
+    with _only_ftpipe_lock:
+        if _only_ftpipe_dir is not None and os.path.isdir(_only_ftpipe_dir):
+            return _only_ftpipe_dir
+        import ftpipe
+
+        package = Path(ftpipe.__file__).resolve().parent
+        directory = tempfile.mkdtemp(prefix="ftpipe-path-")
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        link = Path(directory) / "ftpipe"
+        try:
+            link.symlink_to(package, target_is_directory=True)
+        except OSError:
+            shutil.copytree(package, link, ignore=shutil.ignore_patterns("__pycache__"))
+        _only_ftpipe_dir = directory
+        return directory
+
+
+def _pythonpath() -> str:
+    """ftpipe alone plus the caller's non-installed sys.path entries (its project, tests)."""
     skip = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    entries = [str(Path(ftpipe.__file__).resolve().parent.parent)]
+    entries = [only_ftpipe_path()]
     for entry in sys.path:
         path = os.path.abspath(entry or os.getcwd())
         if (

@@ -179,16 +179,28 @@ class CallFailed(Exception):
 
 
 def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _Sample:
+    """Run ``c`` threads calling through ``inputs`` for ``window`` seconds, started together.
+
+    Raises:
+        CallFailed: A call raised, or a worker could not set up its caller.
+    """
     n = len(inputs)
     counts = [0] * c
     waits: list[int | None] = [None] * c
     failures: list[CallFailed] = []  # list.append is atomic on every build
+    # Whoever cannot reach the start (a worker whose setup failed, the main thread
+    # failing to start a worker) aborts it, so no one waits for a start that never comes.
     barrier = threading.Barrier(c + 1)
     deadline_box = [0.0]
 
     def worker(i: int) -> None:
-        call, close = caller()
         k = (i * n) // c
+        try:
+            call, close = caller()
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(CallFailed(exc, k))
+            barrier.abort()
+            return
         count = 0
         clock = time.perf_counter
         try:
@@ -205,8 +217,8 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
             if wait0 is not None and wait1 is not None:
                 waits[i] = wait1 - wait0
         except threading.BrokenBarrierError:
-            pass
-        except Exception as exc:
+            pass  # another worker failed before the start: the main thread reports it
+        except BaseException as exc:  # noqa: BLE001 - signals reach the main thread only
             failures.append(CallFailed(exc, k))
         finally:
             close()
@@ -215,13 +227,23 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
     threads = [
         threading.Thread(target=worker, args=(i,), name=f"ftpipe-probe-{i}") for i in range(c)
     ]
-    for t in threads:
-        t.start()
-    jiffies0 = _cpu_jiffies()
-    cpu0 = time.process_time()
-    t0 = time.perf_counter()
-    deadline_box[0] = t0 + window
-    barrier.wait()
+    started: list[threading.Thread] = []
+    try:
+        for t in threads:
+            t.start()
+            started.append(t)
+        jiffies0 = _cpu_jiffies()
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        deadline_box[0] = t0 + window
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        pass  # a worker failed to set up: raised below, once every worker is back
+    except BaseException:
+        barrier.abort()
+        for t in started:
+            t.join()
+        raise
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
@@ -288,12 +310,16 @@ def sweep(
     call, close = caller()
     try:  # warm up (imports, caches) and time one call
         t = time.perf_counter()
+        warm = 0
         for k in range(min(3, len(inputs))):
             try:
                 call(inputs[k])
             except Exception as exc:
                 raise CallFailed(exc, k) from exc
-        per_call = (time.perf_counter() - t) / min(3, len(inputs))
+            warm += 1
+            if time.perf_counter() - t > settings.window_s:
+                break  # slow calls: one is enough to time them, and the budget is small
+        per_call = (time.perf_counter() - t) / warm
     finally:
         close()
     # Slow calls get a longer window so that every level still completes ~25 calls.

@@ -42,39 +42,73 @@ def _stop(signum: int, frame: FrameType | None) -> None:
     raise _Terminated(0)
 
 
+class _ParentGone(Exception):
+    """The pipe to the parent broke: nobody is left to take results or an error."""
+
+
+def _recv(conn: Connection) -> bytes:
+    try:
+        return conn.recv_bytes()
+    except (EOFError, OSError) as exc:
+        raise _ParentGone from exc
+
+
+def _send(conn: Connection, message: bytes) -> None:
+    try:
+        conn.send_bytes(message)
+    except OSError as exc:
+        raise _ParentGone from exc
+
+
+def _readable(conn: Connection) -> bool:
+    try:
+        return conn.poll()
+    except OSError as exc:
+        raise _ParentGone from exc
+
+
 def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> None:
-    """Child side: run the pipeline, send items while there is credit."""
+    """Child side: run the pipeline, send items while there is credit.
+
+    Only the pipe's own errors mean the parent is gone (``_ParentGone``); any
+    other exception, ``OSError`` included (a stage's ``FileNotFoundError`` or
+    ``ConnectionError``), is the pipeline's error and goes to the parent after
+    every item sent before it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     transport = _shm.Endpoint(f"{prefix}c")
     where = f"in pipeline subprocess {os.getpid()}"
     try:
-        from .._engine._pipeline import Pipeline
+        try:
+            from .._engine._pipeline import Pipeline
 
-        pipeline = Pipeline(pickle.loads(blob))
-        with pipeline:
-            for item in pipeline:
-                # Read credits (or a stop) without blocking; block only when out of credit.
-                while credits == 0 or conn.poll():
-                    message = conn.recv_bytes()
-                    if not message:
-                        transport.close()
-                        return
-                    credits += transport.loads(message)  # also frees segments the parent released
-                conn.send_bytes(b"i" + transport.dumps(item))
-                credits -= 1
-                del item
-    except (EOFError, OSError):
-        _shm.sweep(prefix)  # the parent is gone: nobody else will clean up
-        return
+            pipeline = Pipeline(pickle.loads(blob))
+            with pipeline:
+                for item in pipeline:
+                    # Read credits (or a stop) without blocking; block only when out of credit.
+                    while credits == 0 or _readable(conn):
+                        message = _recv(conn)
+                        if not message:
+                            transport.close()
+                            return
+                        # A credit message also frees segments the parent released.
+                        credits += transport.loads(message)
+                    _send(conn, b"i" + transport.dumps(item))
+                    credits -= 1
+                    del item
+        except (_ParentGone, _Terminated):
+            raise
+        except BaseException as exc:
+            _send(conn, b"e" + transport.dumps(pack_exception(exc, where)))
+            return
+        _send(conn, b"d")
+    except _ParentGone:
+        _shm.sweep(prefix)  # nobody else will clean up
     except _Terminated:
         # A SIGTERM to the whole process group takes the parent too: clean up here.
         _shm.sweep(prefix)
         raise
-    except BaseException as exc:
-        conn.send_bytes(b"e" + transport.dumps(pack_exception(exc, where)))
-        return
-    conn.send_bytes(b"d")
 
 
 class SubprocessPipeline:
@@ -135,10 +169,15 @@ class SubprocessPipeline:
                     pass  # the child is gone; its last messages (or EOF) come next
                 self._owed = 0
             return self._endpoint.loads(body)
-        self.close()
         if tag == b"e":
-            exc, tb = self._endpoint.loads(body)
+            # Read the exception before close() unlinks the child's segments: its
+            # arguments may travel through them (a numpy array in the message).
+            try:
+                exc, tb = self._endpoint.loads(body)
+            finally:
+                self.close()
             raise unpack_exception(exc, tb, "subprocess", "pipeline")
+        self.close()
         raise StopIteration
 
     def close(self) -> None:
