@@ -484,3 +484,27 @@ def test_ordered_async_stage_delivers_nothing_after_the_failing_input():
             got.append(x)
     assert got == [0], got
     assert any("async-f" in n and "#1" in n for n in _ftpipe_notes(info.value))
+
+
+def test_busy_time_means_worker_seconds_on_every_stage_kind() -> None:
+    # Each stage waits 20 ms per item at concurrency 4: 20 items are 0.4 worker-seconds
+    # in the function whatever the stage kind (the async stage used to report a quarter,
+    # and executor stages twice that: their submitting threads counted as workers).
+    import asyncio
+    import time
+
+    def wait(x: int) -> int:
+        time.sleep(0.02)
+        return x
+
+    async def wait_async(x: int) -> int:
+        await asyncio.sleep(0.02)
+        return x
+
+    for fn in (wait, wait_async):
+        pipeline = ftpipe.PipelineBuilder().add_source(range(20)).pipe(fn, concurrency=4, name="w")
+        built = pipeline.add_sink().build()
+        with built:
+            assert list(built) == list(range(20))
+        (stage,) = [s for s in built.stats().stages if s.name == "w"]
+        assert 0.4 <= stage.busy_s < 0.4 * 1.5 + 0.1, (fn.__name__, stage.busy_s)

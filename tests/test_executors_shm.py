@@ -46,9 +46,9 @@ def test_arrays_arrive_as_views_of_the_segment(pair) -> None:  # type: ignore[no
     assert isinstance(owner, mmap.mmap), f"the received array is backed by {owner!r}"
     # What the receiver got is the segment itself, not a copy of it: a write through
     # its array is in the segment's file (and not in the sender's array).
-    _, used, _ = pickle.loads(message)  # (payload, [(segment, nbytes, ...)], ...)
-    ((name, nbytes, _),) = used
-    assert nbytes == x.nbytes and name in _names(a.prefix)
+    _, used, _ = pickle.loads(message)  # (payload, (segment, [(offset, nbytes, oob)]), ...)
+    name, ((offset, nbytes, _),) = used
+    assert offset == 0 and nbytes == x.nbytes and name in _names(a.prefix)
     y[:4] = [42.0, 43.0, 44.0, 45.0]
     with open(os.path.join(_shm.SHM_DIR, name), "rb") as segment:
         head = np.frombuffer(segment.read(16), dtype=np.float32)

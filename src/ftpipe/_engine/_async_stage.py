@@ -97,7 +97,9 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
                     raise
                 counters.retries += 1
             finally:
-                counters.busy += (perf_counter() - start) / cfg.concurrency
+                # Worker-seconds in the function, as on every stage kind: the calls
+                # in flight overlap, and stats() divides by the concurrency.
+                counters.busy += perf_counter() - start
         raise AssertionError("unreachable")
 
     running: dict[asyncio.Task[list[Any]], int] = {}
