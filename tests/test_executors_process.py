@@ -294,3 +294,63 @@ def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path) -> None
     assert _all_gone(pids, 10)
     assert _segments(mine) == []
     assert _segments(f"ftpipe-{pids[-1]}-") == []  # the pipeline subprocess's own
+
+
+# counts this process's children
+@pytest.mark.thread_unsafe
+def test_close_does_not_wait_for_a_long_call_and_kills_its_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # close() used to shut the stage's executor down with wait=True: it joined
+    # worker threads blocked on children still inside their 20 s calls.
+    before = _children()
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source([(str(tmp_path), 20.0)] * 2)
+        .pipe(w.mark_then_sleep, concurrency=2, executor="process", name="long")
+        .build()
+    )
+    iter(pipeline)  # starts it
+    pids = w.wait_for_marks(str(tmp_path), 2)
+    start = time.monotonic()
+    pipeline.close()
+    assert time.monotonic() - start < 1.5
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    assert _children() <= before
+
+
+CTRL_C_LONG_CALL = """
+import signal, sys
+# Started from a background job, SIGINT arrives ignored: restore Python's handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+if __name__ == "__main__":
+    source = [(sys.argv[1], 60.0)] * 2
+    stage = ftpipe.PipelineBuilder().add_source(source).pipe(
+        w.mark_then_sleep, concurrency=2, executor="process"
+    )
+    with stage.build() as pipeline:
+        for _ in pipeline:
+            pass
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_long_process_call_exits_promptly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_LONG_CALL.format(tests=os.path.dirname(__file__)))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        pids = w.wait_for_marks(str(marks), 2)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 5.0  # not the 60 s of the calls
+    assert b"KeyboardInterrupt" in err, err
+    assert _all_gone([str(p) for p in pids], 2)

@@ -23,7 +23,7 @@ from typing import Any
 
 from ._channel import Channel, EndOfStream, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
-from ._executors import executor_kind
+from ._executors import ExecutorKind, executor_kind
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
 from ._workers import StageRuntime, start_source, start_stage, worker_count
 
@@ -60,7 +60,7 @@ class _Run:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._live = 0
-        self._owned: list[Executor] = []
+        self._owned: list[tuple[Executor, ExecutorKind]] = []
         self.started = perf_counter()
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
@@ -93,7 +93,7 @@ class _Run:
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
         executor = kind.create(cfg.concurrency, cfg.name)
-        self._owned.append(executor)
+        self._owned.append((executor, kind))
         return executor
 
     # -- Control protocol (used by workers) --------------------------------------------
@@ -219,8 +219,14 @@ class _Run:
     def _shutdown_executors(self) -> None:
         with self._lock:
             owned, self._owned = self._owned, []
-        for executor in owned:
-            executor.shutdown(wait=True, cancel_futures=True)
+        for executor, kind in owned:
+            # Nobody wants the results of calls still running: a kind that can
+            # abandon them (a worker process killed mid-call) does, so closing
+            # never waits for a long call.
+            if kind.stop is not None:
+                kind.stop(executor)
+            else:
+                executor.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> PipelineStats:
         stages = []

@@ -17,6 +17,12 @@ runs (like CPython 3.14's thread / interpreter pools):
 A context that finds its worker dead raises ``BrokenWorkerError``; the pool then
 fails every queued call with it and refuses new ones, like
 ``concurrent.futures.process.BrokenProcessPool``.
+
+``shutdown()`` waits for running calls, as the ``Executor`` contract says; a
+pipeline that stops the executors it created calls ``_terminate()`` instead,
+which cancels what is queued and abandons what runs (``ctx.interrupt()``: a
+worker process is killed mid-call; a thread or a subinterpreter cannot be
+interrupted, so it finishes its call in the background and then stops).
 """
 
 from __future__ import annotations
@@ -68,6 +74,14 @@ class WorkerContext(Protocol):
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Return ``fn(*args, **kwargs)`` or raise its exception (or ``BrokenWorkerError``)."""
 
+    def interrupt(self) -> bool:
+        """Abandon the running call where that is possible; called from any thread.
+
+        Returns True when the worker will stop promptly once told to (it was
+        idle, or its call was cut short), False when it may still be inside a
+        call that cannot be interrupted.
+        """
+
     def finalize(self) -> None:
         """Release the worker; called once, also after a failed ``initialize``."""
 
@@ -105,6 +119,10 @@ class _State:
             elif item.future.set_running_or_notify_cancel():
                 item.future.set_exception(exc)
 
+
+# How long _terminate() waits for workers it expects to stop promptly (a killed
+# child's worker thread reaps it and sweeps its segments): a way out, not a pace.
+_TERMINATE_JOIN_S = 5.0
 
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 _live_lock = threading.Lock()
@@ -167,7 +185,9 @@ class WorkerPool(Executor):
         self._initargs = tuple(initargs)
         self._name = name or f"{type(self).__name__}-{next(self._counter)}"
         self._state = _State()
+        # Appended together under the state's lock (see _start_worker).
         self._threads: list[threading.Thread] = []
+        self._contexts: list[WorkerContext] = []
         with _live_lock:
             _live_pools.add(self)
 
@@ -247,14 +267,16 @@ class WorkerPool(Executor):
         return _chunk_results(futures, deadline)
 
     def _start_worker(self) -> None:
+        ctx = self._make_context()
         thread = threading.Thread(
             target=_work,
-            args=(self._state, self._make_context(), self._kind, self._name),
+            args=(self._state, ctx, self._kind, self._name),
             name=f"{self._name}-{len(self._threads)}",
             daemon=True,
         )
         thread.start()
         self._threads.append(thread)
+        self._contexts.append(ctx)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; stop every worker once the queue is empty.
@@ -276,6 +298,26 @@ class WorkerPool(Executor):
                     thread.join()
         with _live_lock:
             _live_pools.discard(self)
+
+    def _terminate(self, timeout: float = _TERMINATE_JOIN_S) -> None:
+        """Stop now, for a pipeline closing the executor it created.
+
+        Cancels queued calls and abandons running ones: a worker process inside
+        a call is killed; a subinterpreter or thread inside one cannot be
+        interrupted, so it finishes that call in the background (its result is
+        dropped) and then stops -- its worker thread destroys the
+        subinterpreter.  Waits (up to ``timeout`` seconds) only for the workers
+        that stop promptly, so it returns within about a second whatever a
+        call's length.
+        """
+        self.shutdown(wait=False, cancel_futures=True)
+        with self._state.lock:
+            workers = list(zip(self._threads, self._contexts, strict=True))
+        prompt = [thread for thread, ctx in workers if ctx.interrupt()]
+        deadline = time.monotonic() + timeout
+        for thread in prompt:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _stop_at_exit(self) -> None:
         """Stop for interpreter exit (threads: wait for running calls)."""
@@ -373,6 +415,9 @@ class ThreadContext:
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return fn(*args, **kwargs)
+
+    def interrupt(self) -> bool:
+        return False  # a thread cannot be interrupted; an idle one stops by itself
 
     def finalize(self) -> None:
         pass
