@@ -182,10 +182,11 @@ if __name__ == "__main__":
     # An executor nobody shut down: the exit hook must stop it.
     leaked = ProcessExecutor(1)
     leaked.submit(w.square, 2).result()
-    # One stuck in a long call: the exit hook must not wait for it.
-    stuck = ProcessExecutor(1)
-    stuck.submit(w.square, 2).result()
-    stuck.submit(w.sleep_then, 600)
+    # A pipeline left running, its process stage in a long call: exit stops
+    # pipelines without waiting for their calls (a user's executor is waited for).
+    import ftpipe
+    stuck = ftpipe.PipelineBuilder().add_source([0, 600]).pipe(w.sleep_then, executor="process")
+    next(iter(stuck.build()))
     print("done")
 """
 
@@ -195,7 +196,7 @@ def test_no_resource_tracker_warnings_and_clean_exit(tmp_path) -> None:  # type:
     script.write_text(SCRIPT.format(tests=os.path.dirname(__file__)))
     start = time.monotonic()
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - start < 30  # the stuck worker was killed at exit, not waited for
+    assert time.monotonic() - start < 30  # the stuck pipeline's worker was killed at exit
     assert proc.returncode == 0, proc.stderr
     assert "broken: BrokenWorkerError" in proc.stdout and "done" in proc.stdout
     assert "resource_tracker" not in proc.stderr and "leaked" not in proc.stderr, proc.stderr

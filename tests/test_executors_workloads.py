@@ -179,3 +179,12 @@ def wait_for_marks(directory: str, count: int, timeout: float = 60.0) -> list[in
         if time.monotonic() > deadline:
             raise AssertionError(f"only {len(pids)} of {count} calls started in {timeout} s")
         time.sleep(0.02)
+
+
+def print_after(seconds: float, text: str) -> None:
+    """Sleep, then print ``text`` to this process's stdout (a call whose end one can see)."""
+    import sys
+
+    time.sleep(seconds)
+    sys.stdout.write(text + "\n")  # one write: lines from several threads never interleave
+    sys.stdout.flush()

@@ -34,17 +34,27 @@ __all__ = ["Pipeline"]
 _live_runs: weakref.WeakSet[_Run] = weakref.WeakSet()
 
 
-def stop_all_pipelines() -> None:
-    """Signal every running pipeline to stop; returns at once (used at interpreter exit)."""
-    for run in list(_live_runs):
+def stop_all_pipelines(timeout: float | None = None) -> None:
+    """Stop every running pipeline (used at interpreter exit).
+
+    Args:
+        timeout: None: signal them and return at once.  A number: also wait up
+            to that many seconds, in all, for their threads, then release the
+            executors they created (which never waits for running calls).
+    """
+    runs = list(_live_runs)
+    for run in runs:
         run.stop()
+    if timeout is None:
+        return
+    deadline = perf_counter() + timeout
+    for run in runs:
+        run.join(timeout=max(0.0, deadline - perf_counter()))
 
 
 @atexit.register
 def _stop_all_at_exit() -> None:
-    stop_all_pipelines()
-    for run in list(_live_runs):
-        run.join(timeout=2.0)
+    stop_all_pipelines(timeout=2.0)
 
 
 class _Run:

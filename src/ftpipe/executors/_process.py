@@ -38,7 +38,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -54,7 +53,6 @@ __all__ = ["ProcessExecutor", "default_start_method", "describe_exit"]
 # children, the forkserver connection); worker threads start children at once.
 _start_lock = threading.Lock()
 _REAP_TIMEOUT = 2.0
-_EXIT_GRACE = 2.0  # seconds running calls get at interpreter exit
 
 
 def default_start_method() -> str:
@@ -105,7 +103,6 @@ class ProcessContext:
         self._endpoint = _shm.Endpoint(f"{prefix}p")
         self._proc: Any = None
         self._pid: int | None = None
-        self._reaped = False  # written by the worker thread, read by the exit hook
         self._conn: Connection | None = None
         # Guards _busy and _interrupted: interrupt() (any thread) kills the child
         # only while the worker thread waits on it, and no call starts after it.
@@ -226,14 +223,6 @@ class ProcessContext:
         except (ProcessLookupError, OSError):
             pass
 
-    def kill(self) -> None:
-        """SIGKILL the child if it is still running (interpreter exit only)."""
-        if self._pid is not None and not self._reaped:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-            except (ProcessLookupError, OSError):
-                pass
-
     def finalize(self) -> None:
         if self._proc is not None and self._proc.exitcode is None and self._conn is not None:
             try:
@@ -242,7 +231,6 @@ class ProcessContext:
                 pass
         if self._proc is not None and self._proc.pid is not None:  # it was started
             reap(self._proc)
-            self._reaped = True
             self._proc.close()
         if self._conn is not None:
             self._conn.close()
@@ -315,21 +303,6 @@ class ProcessExecutor(WorkerPool):
         """Process ids of the worker processes started so far."""
         contexts: list[Any] = list(self._contexts)
         return [pid for pid in (c.pid for c in contexts) if pid is not None]
-
-    def _stop_at_exit(self) -> None:
-        # A call still running in a child must not hold the interpreter's exit
-        # hostage: give running calls a grace period, then kill their workers
-        # (each worker thread then sees EOF, reaps its child and sweeps).
-        self.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + _EXIT_GRACE
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        for ctx in list(self._contexts):
-            assert isinstance(ctx, ProcessContext)
-            ctx.kill()
-        for thread in self._threads:
-            thread.join()
-        _shm.sweep(self._prefix)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
