@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import threading
+import time
 
+import psutil
 import pytest
 
+import ftpipe
+import test_executors_workloads as w
 from ftpipe.executors import subinterpreters_available
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -78,3 +84,25 @@ def test_submit_after_the_exit_hook_is_refused(tmp_path, kind: str) -> None:  # 
     )
     assert proc.returncode == 0, proc.stderr
     assert "refused: cannot schedule new futures after interpreter shutdown" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_dropped_executor_stops_its_workers(kind: str) -> None:
+    # Worker threads hold only the pool's state, so nothing woke them when the
+    # pool was collected: threads, child processes and subinterpreters lived on
+    # until the process exited.  Now, as with ThreadPoolExecutor, collecting the
+    # pool wakes them: they finish what was queued, then stop.
+    ex = getattr(ftpipe, kind)(2, name=f"dropped-{kind}")
+    futures = [ex.submit(w.square, i) for i in range(6)]
+    assert futures[0].result(timeout=60) == 0
+    pids = ex.worker_pids() if isinstance(ex, ftpipe.ProcessExecutor) else []
+    threads = [t for t in threading.enumerate() if t.name.startswith(f"dropped-{kind}-")]
+    assert threads
+    del ex
+    gc.collect()
+    assert [f.result(timeout=60) for f in futures] == [i * i for i in range(6)]
+    deadline = time.monotonic() + 5.0
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not [t.name for t in threads if t.is_alive()]
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]

@@ -34,6 +34,7 @@ import atexit
 import itertools
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import BrokenExecutor, Executor, Future
 from dataclasses import dataclass, field
@@ -224,6 +225,11 @@ class WorkerPool(Executor):
         # Appended together under the state's lock (see _start_worker).
         self._threads = self._state.threads
         self._contexts: list[WorkerContext] = []
+        # Dropped without shutdown(): wake the workers, which hold only the state,
+        # so they finish the queued calls and stop (ThreadPoolExecutor does the
+        # same).  Only a sentinel, no lock: SimpleQueue.put is safe in a callback
+        # that may run on any thread, even one inside this state's lock.
+        weakref.finalize(self, self._state.queue.put, None).atexit = False
 
     @property
     def name(self) -> str:
