@@ -26,11 +26,19 @@ def _segments(prefix: str) -> list[str]:
 def _all_gone(pids: list[str], seconds: float) -> bool:
     """Wait up to ``seconds`` for every process in ``pids`` to exit; whether they all did."""
     deadline = time.monotonic() + seconds
-    while any(psutil.pid_exists(int(p)) for p in pids):
+    while any(_running(int(p)) for p in pids):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _children() -> set[int]:
@@ -355,3 +363,41 @@ def test_ctrl_c_during_a_long_process_call_exits_promptly(tmp_path) -> None:  # 
     assert time.monotonic() - start < 5.0  # not the 60 s of the calls
     assert b"KeyboardInterrupt" in err, err
     assert _all_gone([str(p) for p in pids], 2)
+
+
+KILLED_MID_CALL = """
+import sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+if __name__ == "__main__":
+    marks, how = sys.argv[1], sys.argv[2]
+    jobs = [(marks, 60.0)] * 2
+    if how == "pipeline":  # forkserver: the workers' parent is the fork server
+        stage = ftpipe.PipelineBuilder().add_source(jobs).pipe(
+            w.mark_then_sleep, concurrency=2, executor="process"
+        )
+        for _ in stage.build():
+            pass
+    else:  # spawn: the workers are this process's own children
+        ex = ftpipe.ProcessExecutor(2, start_method="spawn")
+        for f in [ex.submit(w.mark_then_sleep, job) for job in jobs]:
+            f.result()
+"""
+
+
+@pytest.mark.parametrize("how", ["pipeline", "spawn-executor"])
+def test_workers_die_with_a_parent_killed_mid_call(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+    # Worker processes used to outlive a SIGKILLed parent while inside a call:
+    # they noticed only when the call returned and the reply found no reader.
+    script = tmp_path / "killed_mid_call.py"
+    script.write_text(KILLED_MID_CALL.format(tests=os.path.dirname(__file__)))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(marks), how])
+    try:
+        pids = w.wait_for_marks(str(marks), 2)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _all_gone([str(p) for p in pids], 3)
