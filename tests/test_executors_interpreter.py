@@ -6,6 +6,7 @@ import functools
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 
@@ -124,3 +125,36 @@ def test_workers_run_in_parallel_threads() -> None:
         list(ex.map(w.spin, [10, 10]))
         names = {t.name for t in threading.enumerate() if t.name.startswith("par-")}
         assert names == {"par-0", "par-1"}
+
+
+def _interpreters() -> int:
+    import _interpreters  # type: ignore[import-not-found]
+
+    return len(_interpreters.list_all())
+
+
+# counts every subinterpreter of the process
+@pytest.mark.thread_unsafe
+@needs_subinterpreters
+def test_close_returns_while_a_call_runs_on_and_the_interpreter_goes_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A subinterpreter inside a call cannot be interrupted.  close() used to wait
+    # for the call (shutdown(wait=True) joined its worker thread); now it returns
+    # and the worker thread destroys the interpreter once the call ends.
+    before = _interpreters()
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source([(str(tmp_path), 3.0)])
+        .pipe(w.mark_then_sleep, executor="interpreter", name="long")
+        .build()
+    )
+    iter(pipeline)
+    w.wait_for_marks(str(tmp_path), 1)
+    start = time.monotonic()
+    pipeline.close()
+    assert time.monotonic() - start < 1.0
+    assert _interpreters() > before  # still inside its call
+    workers = [t for t in threading.enumerate() if t.name.startswith("long-")]
+    for thread in workers:
+        thread.join(10)  # the call's remaining seconds, then the interpreter is destroyed
+    assert not any(t.is_alive() for t in workers)
+    assert _interpreters() == before

@@ -26,11 +26,19 @@ def _segments(prefix: str) -> list[str]:
 def _all_gone(pids: list[str], seconds: float) -> bool:
     """Wait up to ``seconds`` for every process in ``pids`` to exit; whether they all did."""
     deadline = time.monotonic() + seconds
-    while any(psutil.pid_exists(int(p)) for p in pids):
+    while any(_running(int(p)) for p in pids):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _children() -> set[int]:
@@ -182,10 +190,11 @@ if __name__ == "__main__":
     # An executor nobody shut down: the exit hook must stop it.
     leaked = ProcessExecutor(1)
     leaked.submit(w.square, 2).result()
-    # One stuck in a long call: the exit hook must not wait for it.
-    stuck = ProcessExecutor(1)
-    stuck.submit(w.square, 2).result()
-    stuck.submit(w.sleep_then, 600)
+    # A pipeline left running, its process stage in a long call: exit stops
+    # pipelines without waiting for their calls (a user's executor is waited for).
+    import ftpipe
+    stuck = ftpipe.PipelineBuilder().add_source([0, 600]).pipe(w.sleep_then, executor="process")
+    next(iter(stuck.build()))
     print("done")
 """
 
@@ -195,7 +204,7 @@ def test_no_resource_tracker_warnings_and_clean_exit(tmp_path) -> None:  # type:
     script.write_text(SCRIPT.format(tests=os.path.dirname(__file__)))
     start = time.monotonic()
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - start < 30  # the stuck worker was killed at exit, not waited for
+    assert time.monotonic() - start < 30  # the stuck pipeline's worker was killed at exit
     assert proc.returncode == 0, proc.stderr
     assert "broken: BrokenWorkerError" in proc.stdout and "done" in proc.stdout
     assert "resource_tracker" not in proc.stderr and "leaked" not in proc.stderr, proc.stderr
@@ -294,3 +303,101 @@ def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path) -> None
     assert _all_gone(pids, 10)
     assert _segments(mine) == []
     assert _segments(f"ftpipe-{pids[-1]}-") == []  # the pipeline subprocess's own
+
+
+# counts this process's children
+@pytest.mark.thread_unsafe
+def test_close_does_not_wait_for_a_long_call_and_kills_its_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # close() used to shut the stage's executor down with wait=True: it joined
+    # worker threads blocked on children still inside their 20 s calls.
+    before = _children()
+    pipeline = (
+        ftpipe.PipelineBuilder()
+        .add_source([(str(tmp_path), 20.0)] * 2)
+        .pipe(w.mark_then_sleep, concurrency=2, executor="process", name="long")
+        .build()
+    )
+    iter(pipeline)  # starts it
+    pids = w.wait_for_marks(str(tmp_path), 2)
+    start = time.monotonic()
+    pipeline.close()
+    assert time.monotonic() - start < 1.5
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+    assert _children() <= before
+
+
+CTRL_C_LONG_CALL = """
+import signal, sys
+# Started from a background job, SIGINT arrives ignored: restore Python's handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+if __name__ == "__main__":
+    source = [(sys.argv[1], 60.0)] * 2
+    stage = ftpipe.PipelineBuilder().add_source(source).pipe(
+        w.mark_then_sleep, concurrency=2, executor="process"
+    )
+    with stage.build() as pipeline:
+        for _ in pipeline:
+            pass
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_long_process_call_exits_promptly(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_LONG_CALL.format(tests=os.path.dirname(__file__)))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marks)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        pids = w.wait_for_marks(str(marks), 2)
+        start = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 5.0  # not the 60 s of the calls
+    assert b"KeyboardInterrupt" in err, err
+    assert _all_gone([str(p) for p in pids], 2)
+
+
+KILLED_MID_CALL = """
+import sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+if __name__ == "__main__":
+    marks, how = sys.argv[1], sys.argv[2]
+    jobs = [(marks, 60.0)] * 2
+    if how == "pipeline":  # forkserver: the workers' parent is the fork server
+        stage = ftpipe.PipelineBuilder().add_source(jobs).pipe(
+            w.mark_then_sleep, concurrency=2, executor="process"
+        )
+        for _ in stage.build():
+            pass
+    else:  # spawn: the workers are this process's own children
+        ex = ftpipe.ProcessExecutor(2, start_method="spawn")
+        for f in [ex.submit(w.mark_then_sleep, job) for job in jobs]:
+            f.result()
+"""
+
+
+@pytest.mark.parametrize("how", ["pipeline", "spawn-executor"])
+def test_workers_die_with_a_parent_killed_mid_call(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+    # Worker processes used to outlive a SIGKILLed parent while inside a call:
+    # they noticed only when the call returned and the reply found no reader.
+    script = tmp_path / "killed_mid_call.py"
+    script.write_text(KILLED_MID_CALL.format(tests=os.path.dirname(__file__)))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(marks), how])
+    try:
+        pids = w.wait_for_marks(str(marks), 2)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _all_gone([str(p) for p in pids], 3)

@@ -174,3 +174,37 @@ def kill_self_on(bad: int, x: int) -> int:
 
 class Payload:
     """An object that can be weakly referenced (for reference-leak tests)."""
+
+
+def mark_then_sleep(job: tuple[str, float]) -> int:
+    """Write ``<directory>/running-<pid>-<thread>``, then sleep: a long call one can see start."""
+    import threading
+
+    directory, seconds = job
+    open(os.path.join(directory, f"running-{os.getpid()}-{threading.get_ident()}"), "w").close()
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def wait_for_marks(directory: str, count: int, timeout: float = 60.0) -> list[int]:
+    """Wait until ``count`` calls of ``mark_then_sleep`` are running; return their pids.
+
+    (Subinterpreters share one pid: it then appears once per call.)
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [int(n.split("-")[1]) for n in os.listdir(directory) if n.startswith("running-")]
+        if len(pids) >= count:
+            return pids
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(pids)} of {count} calls started in {timeout} s")
+        time.sleep(0.02)
+
+
+def print_after(seconds: float, text: str) -> None:
+    """Sleep, then print ``text`` to this process's stdout (a call whose end one can see)."""
+    import sys
+
+    time.sleep(seconds)
+    sys.stdout.write(text + "\n")  # one write: lines from several threads never interleave
+    sys.stdout.flush()

@@ -29,11 +29,17 @@ class ExecutorKind:
             function that cannot run on this kind (a lambda on a subinterpreter,
             an unpicklable callable on a process) fails at build time.  Raises
             ``TypeError`` or ``ValueError`` naming the stage.
+        stop: ``stop(executor)``; how a stopping pipeline releases an executor
+            it created: cancel queued calls and abandon running ones, returning
+            within about a second whatever a call's length (a closing pipeline
+            wants none of their results).  None: ``shutdown(wait=True,
+            cancel_futures=True)``, which waits for running calls.
     """
 
     name: str
     create: Callable[[int, str], Executor]
     check: Callable[[Callable[..., Any], str], None]
+    stop: Callable[[Executor], None] | None = None
 
 
 # Written once per kind at import time of the registering module, read on every

@@ -23,7 +23,7 @@ from typing import Any
 
 from ._channel import Channel, EndOfStream, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
-from ._executors import executor_kind
+from ._executors import ExecutorKind, executor_kind
 from ._source import start_source
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
 from ._workers import StageRuntime, start_stage, worker_count
@@ -60,17 +60,27 @@ def _live() -> list[_Run]:
     return [run for run in (ref() for ref in refs) if run is not None]
 
 
-def stop_all_pipelines() -> None:
-    """Signal every running pipeline to stop; returns at once (used at interpreter exit)."""
-    for run in _live():
+def stop_all_pipelines(timeout: float | None = None) -> None:
+    """Stop every running pipeline (used at interpreter exit).
+
+    Args:
+        timeout: None: signal them and return at once.  A number: also wait up
+            to that many seconds, in all, for their threads, then release the
+            executors they created (which never waits for running calls).
+    """
+    runs = _live()
+    for run in runs:
         run.stop()
+    if timeout is None:
+        return
+    deadline = perf_counter() + timeout
+    for run in runs:
+        run.join(timeout=max(0.0, deadline - perf_counter()))
 
 
 @atexit.register
 def _stop_all_at_exit() -> None:
-    stop_all_pipelines()
-    for run in _live():
-        run.join(timeout=2.0)
+    stop_all_pipelines(timeout=2.0)
 
 
 class _Run:
@@ -86,7 +96,7 @@ class _Run:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._live = 0
-        self._owned: list[Executor] = []
+        self._owned: list[tuple[Executor, ExecutorKind]] = []
         self.started = perf_counter()
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
@@ -119,7 +129,7 @@ class _Run:
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
         executor = kind.create(cfg.concurrency, cfg.name)
-        self._owned.append(executor)
+        self._owned.append((executor, kind))
         return executor
 
     # -- Control protocol (used by workers) --------------------------------------------
@@ -245,8 +255,14 @@ class _Run:
     def _shutdown_executors(self) -> None:
         with self._lock:
             owned, self._owned = self._owned, []
-        for executor in owned:
-            executor.shutdown(wait=True, cancel_futures=True)
+        for executor, kind in owned:
+            # Nobody wants the results of calls still running: a kind that can
+            # abandon them (a worker process killed mid-call) does, so closing
+            # never waits for a long call.
+            if kind.stop is not None:
+                kind.stop(executor)
+            else:
+                executor.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> PipelineStats:
         stages = []

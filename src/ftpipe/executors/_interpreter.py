@@ -237,6 +237,10 @@ class InterpreterContext:
         self._handle: Any = None
         self._to_worker = -1  # our ends of the two pipes
         self._from_worker = -1
+        # Plain flags, written by the worker thread (_busy) or interrupt() (_interrupted):
+        # a stale read costs at most one call that runs on in the background.
+        self._busy = False
+        self._interrupted = False
 
     def initialize(self) -> None:
         create = _backend()
@@ -275,12 +279,20 @@ class InterpreterContext:
                 f"interpreter executor {self._name!r}: cannot send {target!r} and its arguments "
                 f"to a subinterpreter: {type(exc).__name__}: {exc}"
             ) from exc
+        if self._interrupted:
+            raise BrokenWorkerError(
+                f"interpreter executor {self._name!r} was stopped before running {target!r}",
+                name=self._name,
+            )
+        self._busy = True
         try:
             _send(self._to_worker, task)
             del task
             reply = _receive(self._from_worker)
         except OSError as exc:
             raise self._broken() from exc
+        finally:
+            self._busy = False
         if reply is None:
             raise self._broken()
         ok, value, tb = pickle.loads(reply)
@@ -296,6 +308,12 @@ class InterpreterContext:
             f"interpreter executor {self._name!r}: the subinterpreter's serving thread ended",
             name=self._name,
         )
+
+    def interrupt(self) -> bool:
+        # A subinterpreter cannot be interrupted from outside: one inside a call
+        # finishes it, then its worker thread (told to stop) destroys it.
+        self._interrupted = True
+        return not self._busy
 
     def finalize(self) -> None:
         if self._to_worker >= 0:

@@ -9,9 +9,16 @@ from typing import Any
 from .._engine import ExecutorKind, register_executor_kind
 from ._callables import check_importable, check_picklable
 from ._interpreter import InterpreterExecutor, subinterpreters_available, unavailable_reason
+from ._pool import WorkerPool
 from ._process import ProcessExecutor
 
 __all__ = ["register_kinds"]
+
+
+def _stop(executor: Executor) -> None:
+    # Process workers inside a call are killed; subinterpreters finish theirs in the background.
+    assert isinstance(executor, WorkerPool)
+    executor._terminate()
 
 
 def _create_process(max_workers: int, stage: str) -> Executor:
@@ -36,5 +43,7 @@ def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
 
 def register_kinds() -> None:
     """Make ``pipe(..., executor="process" | "interpreter")`` work."""
-    register_executor_kind(ExecutorKind("process", _create_process, _check_process))
-    register_executor_kind(ExecutorKind("interpreter", _create_interpreter, _check_interpreter))
+    register_executor_kind(ExecutorKind("process", _create_process, _check_process, _stop))
+    register_executor_kind(
+        ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop)
+    )

@@ -17,6 +17,15 @@ runs (like CPython 3.14's thread / interpreter pools):
 A context that finds its worker dead raises ``BrokenWorkerError``; the pool then
 fails every queued call with it and refuses new ones, like
 ``concurrent.futures.process.BrokenProcessPool``.
+
+``shutdown()`` waits for running calls, as the ``Executor`` contract says, and
+so does interpreter exit: every call submitted before it runs to the end, even
+after ``shutdown(wait=False)`` (worker threads are daemons, so an exit hook
+joins them; see ``_join_at_exit``).  A pipeline that stops the executors it
+created calls ``_terminate()`` instead,
+which cancels what is queued and abandons what runs (``ctx.interrupt()``: a
+worker process is killed mid-call; a thread or a subinterpreter cannot be
+interrupted, so it finishes its call in the background and then stops).
 """
 
 from __future__ import annotations
@@ -68,6 +77,14 @@ class WorkerContext(Protocol):
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Return ``fn(*args, **kwargs)`` or raise its exception (or ``BrokenWorkerError``)."""
 
+    def interrupt(self) -> bool:
+        """Abandon the running call where that is possible; called from any thread.
+
+        Returns True when the worker will stop promptly once told to (it was
+        idle, or its call was cut short), False when it may still be inside a
+        call that cannot be interrupted.
+        """
+
     def finalize(self) -> None:
         """Release the worker; called once, also after a failed ``initialize``."""
 
@@ -85,11 +102,22 @@ class _State:
     """What worker threads share with their pool; threads hold this, not the pool."""
 
     queue: SimpleQueue[_WorkItem | None] = field(default_factory=SimpleQueue)
-    # Guards shutdown/broken flags against submit(), so no item slips in after a drain.
+    # Guards shutdown/broken flags against submit(), so no item slips in after a
+    # drain; also guards threads and live.
     lock: threading.Lock = field(default_factory=threading.Lock)
     idle: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     shutdown: bool = False
     broken: BrokenWorkerError | None = None
+    threads: list[threading.Thread] = field(default_factory=list)
+    live: int = 0  # worker threads not yet finished; the state is in _live_states while > 0
+
+    def stop(self, cancel: bool = False) -> None:
+        """Refuse new calls; workers finish the queued ones (or cancel them), then exit."""
+        with self.lock:
+            self.shutdown = True
+            if cancel:
+                self.drain(None)
+            self.queue.put(None)  # one sentinel: each worker passes it on
 
     def drain(self, exc: BaseException | None) -> None:
         """Fail (or cancel, when ``exc`` is None) every queued item."""
@@ -106,30 +134,57 @@ class _State:
                 item.future.set_exception(exc)
 
 
-_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
+# How long _terminate() waits for workers it expects to stop promptly (a killed
+# child's worker thread reaps it and sweeps its segments): a way out, not a pace.
+_TERMINATE_JOIN_S = 5.0
+
+# Pools whose worker threads are still running, whatever became of the pool
+# object (shut down with wait=False, or dropped): interpreter exit waits for them.
+# Lock order: a state's lock, then _live_lock.
+_live_states: set[_State] = set()
 _live_lock = threading.Lock()
+# Set once by the exit hook, never cleared: submit() refuses new calls after it.
+_exiting = False
 
 
-def _shutdown_live_pools() -> None:
-    # Worker threads are daemons (an executor nobody shut down must not block
-    # exit), so stop their children and subinterpreters here, before the
-    # interpreter tears daemon threads down.
-    # Pipelines first: a stage whose pool is stopped under it would otherwise
-    # report the stop as a failure to a consumer that is itself being torn down.
+def _join_at_exit() -> None:
+    """Interpreter exit: run every call already submitted to the end, then stop the workers.
+
+    The ``Executor.shutdown`` contract: the program does not exit until all
+    pending futures are done.  Worker threads are daemons (so that ``threading``
+    does not join them before the atexit hooks, where pipelines are stopped), so
+    this hook does what ``ThreadPoolExecutor``'s does: wake each worker with a
+    stop sentinel behind the queued calls and join it.  Each worker then stops
+    its child process or destroys its subinterpreter.
+    """
+    global _exiting
+    # Pipelines first: they stop the executors they created without waiting for
+    # running calls (a stopping pipeline wants none of their results).
     from .._engine import stop_all_pipelines
 
-    stop_all_pipelines()
+    stop_all_pipelines(timeout=_PIPELINE_EXIT_S)
     with _live_lock:
-        pools = list(_live_pools)
-    for pool in pools:
-        pool._stop_at_exit()
+        _exiting = True
+        states = list(_live_states)
+    for state in states:
+        state.stop()
+    for state in states:
+        with state.lock:
+            threads = list(state.threads)
+        for thread in threads:
+            thread.join()
 
+
+# How long interpreter exit waits for pipelines' own threads (the executors they
+# created are stopped either way).
+_PIPELINE_EXIT_S = 2.0
 
 # multiprocessing is imported first so this hook runs before its own exit hook
-# (atexit is last-in, first-out): our children get a clean stop message first.
+# (atexit is last-in, first-out): our children get a clean stop message first,
+# rather than multiprocessing joining children that wait for one.
 import multiprocessing.util  # noqa: E402,F401
 
-atexit.register(_shutdown_live_pools)
+atexit.register(_join_at_exit)
 
 
 class WorkerPool(Executor):
@@ -167,9 +222,14 @@ class WorkerPool(Executor):
         self._initargs = tuple(initargs)
         self._name = name or f"{type(self).__name__}-{next(self._counter)}"
         self._state = _State()
-        self._threads: list[threading.Thread] = []
-        with _live_lock:
-            _live_pools.add(self)
+        # Appended together under the state's lock (see _start_worker).
+        self._threads = self._state.threads
+        self._contexts: list[WorkerContext] = []
+        # Dropped without shutdown(): wake the workers, which hold only the state,
+        # so they finish the queued calls and stop (ThreadPoolExecutor does the
+        # same).  Only a sentinel, no lock: SimpleQueue.put is safe in a callback
+        # that may run on any thread, even one inside this state's lock.
+        weakref.finalize(self, self._state.queue.put, None).atexit = False
 
     @property
     def name(self) -> str:
@@ -203,9 +263,17 @@ class WorkerPool(Executor):
                 raise BrokenWorkerError(
                     str(state.broken), name=self._name, exitcode=state.broken.exitcode
                 )
+            # _exiting: a plain read of a flag set once, before the exit hook
+            # stops each state under its lock (which this submit then sees).
+            if _exiting:
+                raise RuntimeError(
+                    f"cannot schedule new futures after interpreter shutdown "
+                    f"({self._kind} executor {self._name!r})"
+                )
             if state.shutdown:
                 raise RuntimeError(
-                    f"cannot submit to {self._kind} executor {self._name!r} after shutdown"
+                    f"cannot schedule new futures after shutdown "
+                    f"({self._kind} executor {self._name!r})"
                 )
             future: Future[Any] = Future()
             state.queue.put(_WorkItem(future, fn, args, kwargs))
@@ -247,14 +315,29 @@ class WorkerPool(Executor):
         return _chunk_results(futures, deadline)
 
     def _start_worker(self) -> None:
+        # Called with the state's lock held.
+        state = self._state
+        ctx = self._make_context()
         thread = threading.Thread(
             target=_work,
-            args=(self._state, self._make_context(), self._kind, self._name),
+            args=(state, ctx, self._kind, self._name),
             name=f"{self._name}-{len(self._threads)}",
             daemon=True,
         )
-        thread.start()
+        if state.live == 0:
+            with _live_lock:
+                _live_states.add(state)
+        state.live += 1
+        try:
+            thread.start()
+        except BaseException:
+            state.live -= 1
+            if state.live == 0:
+                with _live_lock:
+                    _live_states.discard(state)
+            raise
         self._threads.append(thread)
+        self._contexts.append(ctx)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; stop every worker once the queue is empty.
@@ -264,22 +347,33 @@ class WorkerPool(Executor):
             cancel_futures: Cancel calls that have not started yet.
         """
         state = self._state
+        state.stop(cancel=cancel_futures)
         with state.lock:
-            state.shutdown = True
-            if cancel_futures:
-                state.drain(None)
-            state.queue.put(None)  # one sentinel: each worker passes it on
             threads = list(self._threads)
         if wait:
             for thread in threads:
                 if thread is not threading.current_thread():
                     thread.join()
-        with _live_lock:
-            _live_pools.discard(self)
 
-    def _stop_at_exit(self) -> None:
-        """Stop for interpreter exit (threads: wait for running calls)."""
-        self.shutdown(wait=True, cancel_futures=True)
+    def _terminate(self, timeout: float = _TERMINATE_JOIN_S) -> None:
+        """Stop now, for a pipeline closing the executor it created.
+
+        Cancels queued calls and abandons running ones: a worker process inside
+        a call is killed; a subinterpreter or thread inside one cannot be
+        interrupted, so it finishes that call in the background (its result is
+        dropped) and then stops -- its worker thread destroys the
+        subinterpreter.  Waits (up to ``timeout`` seconds) only for the workers
+        that stop promptly, so it returns within about a second whatever a
+        call's length.
+        """
+        self.shutdown(wait=False, cancel_futures=True)
+        with self._state.lock:
+            workers = list(zip(self._threads, self._contexts, strict=True))
+        prompt = [thread for thread, ctx in workers if ctx.interrupt()]
+        deadline = time.monotonic() + timeout
+        for thread in prompt:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} max_workers={self._max_workers}>"
@@ -349,7 +443,18 @@ def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
             if state.broken is not None:
                 return
     finally:
-        ctx.finalize()
+        try:
+            ctx.finalize()
+        finally:
+            _worker_exited(state)
+
+
+def _worker_exited(state: _State) -> None:
+    with state.lock:
+        state.live -= 1
+        if state.live == 0:
+            with _live_lock:
+                _live_states.discard(state)
 
 
 def _break(state: _State, exc: BrokenWorkerError) -> None:
@@ -373,6 +478,9 @@ class ThreadContext:
 
     def run(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return fn(*args, **kwargs)
+
+    def interrupt(self) -> bool:
+        return False  # a thread cannot be interrupted; an idle one stops by itself
 
     def finalize(self) -> None:
         pass

@@ -22,6 +22,8 @@ Failure paths:
   the worker thread's ``recv`` wakes at once with EOF, reaps the child and
   raises ``BrokenWorkerError`` naming the executor and the exit code / signal.
   The pool then fails every queued call and refuses new ones.
+- A pipeline stops the executor it created (``_terminate``): a child inside a
+  call is killed at once (``interrupt``), and its worker thread sees EOF as above.
 - Whatever happens, the worker thread reaps its child and unlinks every
   segment with its prefix that nobody attached (``_shm.sweep``).
 
@@ -36,7 +38,6 @@ import os
 import pickle
 import signal
 import threading
-import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
@@ -52,7 +53,6 @@ __all__ = ["ProcessExecutor", "default_start_method", "describe_exit"]
 # children, the forkserver connection); worker threads start children at once.
 _start_lock = threading.Lock()
 _REAP_TIMEOUT = 2.0
-_EXIT_GRACE = 2.0  # seconds running calls get at interpreter exit
 
 
 def default_start_method() -> str:
@@ -103,8 +103,12 @@ class ProcessContext:
         self._endpoint = _shm.Endpoint(f"{prefix}p")
         self._proc: Any = None
         self._pid: int | None = None
-        self._reaped = False  # written by the worker thread, read by the exit hook
         self._conn: Connection | None = None
+        # Guards _busy and _interrupted: interrupt() (any thread) kills the child
+        # only while the worker thread waits on it, and no call starts after it.
+        self._lock = threading.Lock()
+        self._busy = False
+        self._interrupted = False
 
     @property
     def pid(self) -> int | None:
@@ -114,6 +118,11 @@ class ProcessContext:
     def initialize(self) -> None:
         from ._process_child import worker_main
 
+        if self._interrupted:  # terminated before this worker got going: start nothing
+            raise BrokenWorkerError(
+                f"process executor {self._name!r} was stopped before its worker started",
+                name=self._name,
+            )
         ctx = multiprocessing.get_context(self._start_method)
         parent_end, child_end = ctx.Pipe(duplex=True)
         self._conn = parent_end
@@ -124,10 +133,18 @@ class ProcessContext:
         )
         with _start_lock:
             self._proc.start()
-        self._pid = self._proc.pid
         # Our copy of the child's end must close, or EOF would never reach us when it dies.
         child_end.close()
-        ok, value, tb = self._receive()
+        with self._lock:
+            self._pid = self._proc.pid
+            self._busy = True  # the initializer may take long: interrupt() may cut it short
+            if self._interrupted:
+                self._kill()
+        try:
+            ok, value, tb = self._receive()
+        finally:
+            with self._lock:
+                self._busy = False
         if not ok:
             raise unpack_exception(value, tb, "process", self._name)
 
@@ -140,12 +157,24 @@ class ProcessContext:
                 f"worker process: {type(exc).__name__}: {exc}"
             ) from exc
         assert self._conn is not None
+        with self._lock:
+            stopped = self._interrupted
+            self._busy = not stopped
+        if stopped:  # the child is idle and alive: finalize() stops it
+            raise BrokenWorkerError(
+                f"process executor {self._name!r} was stopped before running {_label(fn, args)}",
+                name=self._name,
+            )
         try:
-            self._conn.send_bytes(message)
-        except OSError as exc:  # the child died while idle
-            raise self._broken(f"before running {_label(fn, args)}") from exc
-        del message
-        ok, value, tb = self._receive(fn, args)
+            try:
+                self._conn.send_bytes(message)
+            except OSError as exc:  # the child died while idle
+                raise self._broken(f"before running {_label(fn, args)}") from exc
+            del message
+            ok, value, tb = self._receive(fn, args)
+        finally:
+            with self._lock:
+                self._busy = False
         if ok:
             return unpack_failures(value, self._unpack) if fn is call_chunk else value
         raise self._unpack(value, tb)
@@ -167,20 +196,32 @@ class ProcessContext:
 
     def _broken(self, doing: str) -> BrokenWorkerError:
         code = reap(self._proc)
+        # A plain read: set once, never cleared; it only picks the wording.
+        how = (
+            "was stopped (its executor was terminated)"
+            if self._interrupted
+            else describe_exit(code)
+        )
         return BrokenWorkerError(
-            f"process executor {self._name!r}: worker process {self._proc.pid} "
-            f"{describe_exit(code)} {doing}",
+            f"process executor {self._name!r}: worker process {self._proc.pid} {how} {doing}",
             name=self._name,
             exitcode=code,
         )
 
-    def kill(self) -> None:
-        """SIGKILL the child if it is still running (interpreter exit only)."""
-        if self._pid is not None and not self._reaped:
-            try:
-                os.kill(self._pid, signal.SIGKILL)
-            except (ProcessLookupError, OSError):
-                pass
+    def interrupt(self) -> bool:
+        # A killed child's worker thread reads EOF at once: it stops promptly either way.
+        with self._lock:
+            self._interrupted = True
+            if self._busy:
+                self._kill()
+        return True
+
+    def _kill(self) -> None:
+        assert self._pid is not None
+        try:
+            os.kill(self._pid, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass
 
     def finalize(self) -> None:
         if self._proc is not None and self._proc.exitcode is None and self._conn is not None:
@@ -190,7 +231,6 @@ class ProcessContext:
                 pass
         if self._proc is not None and self._proc.pid is not None:  # it was started
             reap(self._proc)
-            self._reaped = True
             self._proc.close()
         if self._conn is not None:
             self._conn.close()
@@ -244,7 +284,6 @@ class ProcessExecutor(WorkerPool):
         super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
         self._start_method = method
         self._prefix = _shm.new_prefix()
-        self._contexts: list[ProcessContext] = []
 
     @property
     def shm_prefix(self) -> str:
@@ -252,33 +291,18 @@ class ProcessExecutor(WorkerPool):
         return self._prefix
 
     def _make_context(self) -> WorkerContext:
-        ctx = ProcessContext(
+        return ProcessContext(
             self._name,
             f"{self._prefix}{len(self._contexts)}-",
             self._start_method,
             self._initializer,
             self._initargs,
         )
-        self._contexts.append(ctx)
-        return ctx
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes started so far."""
-        return [pid for pid in (c.pid for c in self._contexts) if pid is not None]
-
-    def _stop_at_exit(self) -> None:
-        # A call still running in a child must not hold the interpreter's exit
-        # hostage: give running calls a grace period, then kill their workers
-        # (each worker thread then sees EOF, reaps its child and sweeps).
-        self.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + _EXIT_GRACE
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        for ctx in self._contexts:
-            ctx.kill()
-        for thread in self._threads:
-            thread.join()
-        _shm.sweep(self._prefix)
+        contexts: list[Any] = list(self._contexts)
+        return [pid for pid in (c.pid for c in contexts) if pid is not None]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)

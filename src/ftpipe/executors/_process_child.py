@@ -9,6 +9,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .._engine._calls import call_chunk, pack_failures
+from ._lifeline import die_with_parent
 from ._remote import pack_exception, portable_chunk
 from ._shm import Endpoint, sweep, sweep_on_sigterm
 
@@ -36,6 +37,9 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
         prefix: Shared-memory name prefix of this worker (the parent sweeps it).
         init_blob: ``pickle((initializer, initargs))``; initializer may be None.
     """
+    # Die with the parent, even mid-call (this process's starting thread, a pool
+    # worker thread, outlives it, so PR_SET_PDEATHSIG is safe to use).
+    die_with_parent(lambda: sweep(prefix))
     # Ctrl-C goes to the whole process group: let the parent decide how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sweep_on_sigterm(prefix)

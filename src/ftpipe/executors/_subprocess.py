@@ -27,6 +27,7 @@ from typing import Any
 
 from . import _shm
 from ._callables import check_picklable
+from ._lifeline import die_with_parent
 from ._pool import BrokenWorkerError
 from ._process import default_start_method, describe_exit, reap
 from ._remote import pack_exception, unpack_exception
@@ -75,6 +76,9 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
     ``ConnectionError``), is the pipeline's error and goes to the parent after
     every item sent before it.
     """
+    # Die with the parent even while a stage is busy.  No PR_SET_PDEATHSIG: under
+    # spawn it would follow the consumer's thread that started us, which may end first.
+    die_with_parent(lambda: _shm.sweep(prefix), pdeathsig=False)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     transport = _shm.Endpoint(f"{prefix}c")
