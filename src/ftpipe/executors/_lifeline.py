@@ -4,22 +4,21 @@ A worker process (or the pipeline subprocess) calls ``die_with_parent()`` first
 thing; from then on the parent's death, even by SIGKILL, ends it::
 
     ftpipe process ──start()──► [forkserver ──fork──►] child
-      holds the write end of                             1. Linux: PR_SET_PDEATHSIG = SIGKILL
+      holds the write end of                             1. Linux, spawn: PR_SET_PDEATHSIG = SIGTERM
       multiprocessing's parent-sentinel pipe             2. thread "ftpipe-lifeline" blocks on
       │                                                     parent_process().join()
       ✝ (any death closes it) ───── EOF ───────────────►    → cleanup(), os._exit(1)
 
-1. ``PR_SET_PDEATHSIG`` makes the kernel SIGKILL the child when its parent
-   *thread* ends: immune to a child stuck in C code, but tied to the direct
-   parent, which under ``forkserver`` (the default) is the fork server -- and that
-   outlives the ftpipe process while any of its children run.  So it only covers
+1. ``PR_SET_PDEATHSIG`` makes the kernel send SIGTERM to the child when its parent
+   *thread* ends (SIGTERM, whose handler unlinks the worker's shared memory before
+   it dies; it runs between bytecodes).  It is tied to the direct parent, which
+   under ``forkserver`` (the default) is the fork server, so it is set only for
    ``spawn`` children, whose direct parent is the ftpipe thread that started them.
 2. The lifeline thread covers every start method and platform: it waits on
    ``multiprocessing.parent_process().sentinel``, a pipe whose write end only the
    real parent holds (the ftpipe process, not the fork server), so its death
    reads as EOF at once.  On a GIL build the thread needs the GIL to act: a child
-   inside a C call that holds the GIL for minutes dies when that call returns
-   (or at once under ``spawn``, by 1.).
+   inside a C call that holds the GIL for minutes dies when that call returns.
 """
 
 from __future__ import annotations
@@ -50,7 +49,10 @@ def die_with_parent(cleanup: Callable[[], object] | None = None, *, pdeathsig: b
     parent = multiprocessing.parent_process()
     if parent is None:  # not started by multiprocessing: nothing to watch
         return
-    if pdeathsig and sys.platform.startswith("linux"):
+    # Only where the kernel's notion of the parent is the real one (spawn): under
+    # forkserver it is the fork server, whose death (a SIGTERM to the whole process
+    # group) must not cut short this worker's own clean-up.
+    if pdeathsig and sys.platform.startswith("linux") and os.getppid() == parent.pid:
         _set_pdeathsig()
     threading.Thread(
         target=_watch, args=(parent, cleanup), name="ftpipe-lifeline", daemon=True
@@ -61,7 +63,9 @@ def _set_pdeathsig() -> None:
     before = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        # SIGTERM, not SIGKILL: the worker's SIGTERM handler unlinks its shared
+        # memory first (a parent killed by a group-wide SIGTERM cleans up nothing).
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
             return  # refused (a sandbox): the lifeline thread still watches
     except (OSError, AttributeError):
         return
