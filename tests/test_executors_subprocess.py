@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,3 +108,39 @@ def test_what_cannot_move_is_refused_up_front() -> None:
             run_in_subprocess(own)
     with pytest.raises(ValueError, match="buffer_size"):
         run_in_subprocess(ftpipe.PipelineBuilder().add_source([1]), buffer_size=0)
+
+
+KILLED_CONSUMER = """
+import sys
+sys.path.insert(0, {tests!r})
+import test_executors_workloads as w
+import ftpipe
+if __name__ == "__main__":
+    jobs = [(sys.argv[1], 60.0)] * 3
+    builder = ftpipe.PipelineBuilder().add_source(jobs)
+    builder.pipe(w.mark_then_sleep, concurrency=2, executor="process")
+    child = ftpipe.run_in_subprocess(builder)
+    print(child.pid, flush=True)
+    next(child)
+"""
+
+
+def test_the_pipeline_subprocess_and_its_workers_die_with_a_killed_parent(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The pipeline subprocess, busy in a stage, outlived a SIGKILLed parent (and
+    # kept its own worker processes running) until the calls ended.
+    script = tmp_path / "killed_consumer.py"
+    script.write_text(KILLED_CONSUMER.format(tests=os.path.dirname(__file__)))
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(marks)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        pids = [child, *w.wait_for_marks(str(marks), 2)]
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 3.0
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [p for p in pids if _alive(p)]

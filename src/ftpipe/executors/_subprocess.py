@@ -27,6 +27,7 @@ from typing import Any
 
 from . import _shm
 from ._callables import check_picklable
+from ._lifeline import die_with_parent
 from ._pool import BrokenWorkerError
 from ._process import default_start_method, describe_exit, reap
 from ._remote import pack_exception, unpack_exception
@@ -44,6 +45,10 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> None:
     """Child side: run the pipeline, send items while there is credit."""
+    # Die with the parent even while a stage is busy.  Never armed (no
+    # PR_SET_PDEATHSIG): under spawn it would follow the consumer's thread that
+    # started us, which may end first.
+    die_with_parent(lambda: _shm.sweep(prefix))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     transport = _shm.Endpoint(f"{prefix}c")
