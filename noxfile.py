@@ -1,5 +1,6 @@
 """ftpipe's sessions: the test matrix (3.11, 3.12, 3.13, 3.13t, 3.13t with the GIL forced
-on), the free-threaded parallel and stress runs, lint, typing, docs, benchmarks and the demo.
+on), the free-threaded parallel and stress runs, CPython's concurrent.futures tests against
+ftpipe's executors (conformance), lint, typing, docs, benchmarks and the demo.
 
 ``nox -t ci`` runs what CI runs (see README.md).  Interpreters come from
 tools/find-pythons.sh, which builds a free-threaded 3.13 when none is found; its
@@ -31,7 +32,9 @@ TORCH = "torch==2.13.0"
 # Each test session's own limit per test; pytest-timeout also has a default in pyproject.
 TEST_TIMEOUT = "120"
 # Dedicated sessions run these; the plain matrix leaves them out.
-NOT_EXTRAS = "not torch and not dask"
+NOT_EXTRAS = "not torch and not dask and not conformance"
+# CPython ships test.test_concurrent_futures from 3.13 on (pyenv's 3.11 and 3.12 lack it).
+CONFORMANCE_PYTHONS = [FREE_THREADED, "3.13"]
 
 nox.options.reuse_venv = "yes"
 # Interpreters come from our own script, never downloaded by nox behind our back.
@@ -184,6 +187,21 @@ def stress(session: nox.Session) -> None:
 def stress_gil_build(session: nox.Session) -> None:
     """A shorter stress pass on a stock GIL build (FTPIPE_STRESS_PROFILE, default dev)."""
     _stress(session, "dev")
+
+
+@nox.session(python=CONFORMANCE_PYTHONS, tags=["ci"])
+def conformance(session: nox.Session) -> None:
+    """CPython's own concurrent.futures tests against ftpipe's three executors.
+
+    tests/conformance combines the generic classes of the interpreter's
+    ``test.test_concurrent_futures`` with a mixin per executor; skipped tests and
+    their reasons are listed in docs/executors.md ("Conformance").
+    """
+    _install_project(session)
+    if session.python == FREE_THREADED:
+        session.run("python", "-c", GIL_STILL_OFF)
+    session.run("python", "-c", "import test.test_concurrent_futures.util")  # present, or fail
+    _pytest(session, "-m", "conformance", "tests/conformance")
 
 
 @nox.session(python=TOOLS_PYTHON, tags=["ci"])

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import BrokenExecutor
 
 import psutil
 import pytest
@@ -106,3 +107,27 @@ def test_a_dropped_executor_stops_its_workers(kind: str) -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert not [t.name for t in threads if t.is_alive()]
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+
+
+def test_submit_is_refused_as_soon_as_a_call_reports_a_broken_executor() -> None:
+    # A call failing with BrokenExecutor must mean the executor is broken already:
+    # the worker used to fail the call's future first and mark the pool broken
+    # after, so code reacting to the failure (here a done callback, which runs
+    # inside set_exception) could still submit -- a call that was then lost.
+    ex = ftpipe.ProcessExecutor(1, name="breaks")
+    ex.submit(w.square, 1).result(timeout=60)  # started: the kill below is the only wait
+    seen: list[str] = []
+
+    def resubmit(_: object) -> None:
+        try:
+            ex.submit(w.square, 2)
+            seen.append("accepted")
+        except BrokenExecutor:
+            seen.append("refused")
+
+    doomed = ex.submit(w.kill_self)
+    doomed.add_done_callback(resubmit)
+    with pytest.raises(BrokenExecutor):
+        doomed.result(timeout=60)
+    ex.shutdown()
+    assert seen == ["refused"]

@@ -266,7 +266,7 @@ import test_executors_workloads as w
 import ftpipe
 from ftpipe.executors import ProcessExecutor
 if __name__ == "__main__":
-    ex = ProcessExecutor(2)
+    ex = ProcessExecutor(2, start_method=sys.argv[1])
     kept = list(ex.map(w.numpy_double, [np.ones(1 << 18)] * 4))  # segments in use on both sides
     builder = ftpipe.PipelineBuilder().add_source([np.ones(1 << 18)] * 64).pipe(w.numpy_double)
     child = ftpipe.run_in_subprocess(builder, buffer_size=4)
@@ -278,13 +278,16 @@ if __name__ == "__main__":
 
 # sends SIGTERM to a process group of its own making; counts /dev/shm names
 @pytest.mark.thread_unsafe
-def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("start_method", ["forkserver", "spawn"])
+def test_sigterm_to_the_whole_process_group_leaves_no_segments(tmp_path, start_method) -> None:  # type: ignore[no-untyped-def]
     # A job scheduler (or `timeout`) stopping a job sends SIGTERM to every process in
-    # it at once: the parent dies without cleaning up, so the workers must.
+    # it at once: the parent dies without cleaning up, so the workers must.  (The
+    # fork server dies too, and the spawn workers' parent: an idle worker must not
+    # be SIGKILLed by PR_SET_PDEATHSIG before it has removed its segments.)
     script = tmp_path / "group.py"
     script.write_text(SIGTERM_GROUP.format(tests=os.path.dirname(__file__)))
     proc = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), start_method],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -380,16 +383,18 @@ if __name__ == "__main__":
         for _ in stage.build():
             pass
     else:  # spawn: the workers are this process's own children
+        fn = w.mark_then_hold_the_gil if how.endswith("holding-the-gil") else w.mark_then_sleep
         ex = ftpipe.ProcessExecutor(2, start_method="spawn")
-        for f in [ex.submit(w.mark_then_sleep, job) for job in jobs]:
+        for f in [ex.submit(fn, job) for job in jobs]:
             f.result()
 """
 
 
-@pytest.mark.parametrize("how", ["pipeline", "spawn-executor"])
+@pytest.mark.parametrize("how", ["pipeline", "spawn-executor", "spawn-executor-holding-the-gil"])
 def test_workers_die_with_a_parent_killed_mid_call(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
     # Worker processes used to outlive a SIGKILLed parent while inside a call:
     # they noticed only when the call returned and the reply found no reader.
+    # Holding the GIL (a GIL build), only PR_SET_PDEATHSIG can stop a spawn worker.
     script = tmp_path / "killed_mid_call.py"
     script.write_text(KILLED_MID_CALL.format(tests=os.path.dirname(__file__)))
     marks = tmp_path / "marks"

@@ -208,3 +208,12 @@ def print_after(seconds: float, text: str) -> None:
     time.sleep(seconds)
     sys.stdout.write(text + "\n")  # one write: lines from several threads never interleave
     sys.stdout.flush()
+
+
+def mark_then_hold_the_gil(job: tuple[str, float]) -> int:
+    """Like ``mark_then_sleep``, but the wait is one C call that never releases the GIL."""
+    import threading
+
+    directory, _ = job
+    open(os.path.join(directory, f"running-{os.getpid()}-{threading.get_ident()}"), "w").close()
+    return sum(range(10**11))  # minutes inside builtin sum(): no eval breaker, no GIL release

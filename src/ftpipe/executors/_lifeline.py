@@ -4,21 +4,28 @@ A worker process (or the pipeline subprocess) calls ``die_with_parent()`` first
 thing; from then on the parent's death, even by SIGKILL, ends it::
 
     ftpipe process ──start()──► [forkserver ──fork──►] child
-      holds the write end of                             1. Linux, spawn: PR_SET_PDEATHSIG = SIGTERM
-      multiprocessing's parent-sentinel pipe             2. thread "ftpipe-lifeline" blocks on
-      │                                                     parent_process().join()
-      ✝ (any death closes it) ───── EOF ───────────────►    → cleanup(), os._exit(1)
+      holds the write end of                             thread "ftpipe-lifeline" blocks on
+      multiprocessing's parent-sentinel pipe             parent_process().join()
+      │                                                  + while busy, under spawn on Linux:
+      ✝ (any death closes it) ───── EOF ───────────────►   PR_SET_PDEATHSIG = SIGKILL
+                                                         → cleanup(), os._exit(1)
 
-1. ``PR_SET_PDEATHSIG`` makes the kernel send SIGTERM to the child when its parent
-   *thread* ends (SIGTERM, whose handler unlinks the worker's shared memory before
-   it dies; it runs between bytecodes).  It is tied to the direct parent, which
-   under ``forkserver`` (the default) is the fork server, so it is set only for
-   ``spawn`` children, whose direct parent is the ftpipe thread that started them.
-2. The lifeline thread covers every start method and platform: it waits on
-   ``multiprocessing.parent_process().sentinel``, a pipe whose write end only the
-   real parent holds (the ftpipe process, not the fork server), so its death
-   reads as EOF at once.  On a GIL build the thread needs the GIL to act: a child
-   inside a C call that holds the GIL for minutes dies when that call returns.
+1. The lifeline thread covers every start method and platform: it waits on
+   ``multiprocessing.parent_process().sentinel``, a pipe whose write end only
+   the real parent holds (the ftpipe process, not the fork server), so its death
+   reads as EOF at once, whatever the child's main thread is doing.  The thread
+   then removes the child's shared memory (``cleanup``) and exits.  On a GIL
+   build it needs the GIL to act: a child inside a C call that holds the GIL
+   would live until the call returns, which is what 2. is for.
+2. ``PR_SET_PDEATHSIG`` makes the kernel SIGKILL the child when its parent
+   *thread* ends: immune to a child stuck in C code, but no cleanup.  It is
+   armed only while the child runs a call (``Lifeline.arm`` / ``disarm``), so an
+   idle child still removes its shared memory first (a SIGTERM to the whole
+   process group must leave no segments), and only when the direct parent is the
+   ftpipe thread that started the child (``spawn``): under ``forkserver``, the
+   default, the direct parent is the fork server, which outlives the ftpipe
+   process while any of its children run -- and dies at once on a group SIGTERM,
+   which would kill the workers before they could clean up.
 """
 
 from __future__ import annotations
@@ -30,56 +37,72 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["die_with_parent"]
+__all__ = ["Lifeline", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def die_with_parent(cleanup: Callable[[], object] | None = None, *, pdeathsig: bool = True) -> None:
+class Lifeline:
+    """What ``die_with_parent`` set up; ``arm`` / ``disarm`` bracket each call."""
+
+    def __init__(self, parent_pid: int | None, cleanup: Callable[[], object] | None) -> None:
+        self._cleanup = cleanup
+        self._parent_pid = parent_pid  # None: no PR_SET_PDEATHSIG here
+        self._prctl: Any = None
+        if parent_pid is not None:
+            try:
+                self._prctl = ctypes.CDLL(None, use_errno=True).prctl
+            except (OSError, AttributeError):
+                self._parent_pid = None
+
+    def arm(self) -> None:
+        """Until ``disarm``: SIGKILL the moment the parent dies (spawn children on Linux)."""
+        if self._parent_pid is None:
+            return
+        if self._prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            self._parent_pid = None  # refused (a sandbox): the lifeline thread still watches
+            return
+        # A parent that died before prctl() took effect sends no signal: we were
+        # reparented already, so the expected pid is gone.
+        if os.getppid() != self._parent_pid:
+            _die(self._cleanup)
+
+    def disarm(self) -> None:
+        """Back to exiting through the lifeline thread, which cleans up first."""
+        if self._parent_pid is not None:
+            self._prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+
+
+def die_with_parent(cleanup: Callable[[], object] | None = None) -> Lifeline:
     """Make this child process end when its parent process ends.
 
     Args:
-        cleanup: Called (by the lifeline thread) just before exiting, e.g. to
-            unlink shared memory nobody else will; exceptions are ignored.
-        pdeathsig: Also ask Linux for SIGKILL when the parent *thread* that
-            started this process ends.  Only for children whose starting thread
-            outlives them (a pool's worker thread does; a user's thread may not).
+        cleanup: Called just before exiting because the parent died (e.g. to
+            unlink shared memory nobody else will); exceptions are ignored.
+
+    Returns:
+        The ``Lifeline``, whose ``arm`` / ``disarm`` a worker calls around each
+        call.  A child whose starting thread may end before it (the pipeline
+        subprocess, started by a consumer's thread) must never arm it.
     """
     parent = multiprocessing.parent_process()
     if parent is None:  # not started by multiprocessing: nothing to watch
-        return
-    # Only where the kernel's notion of the parent is the real one (spawn): under
-    # forkserver it is the fork server, whose death (a SIGTERM to the whole process
-    # group) must not cut short this worker's own clean-up.
-    if pdeathsig and sys.platform.startswith("linux") and os.getppid() == parent.pid:
-        _set_pdeathsig()
+        return Lifeline(None, cleanup)
     threading.Thread(
         target=_watch, args=(parent, cleanup), name="ftpipe-lifeline", daemon=True
     ).start()
+    direct = sys.platform.startswith("linux") and os.getppid() == parent.pid
+    return Lifeline(parent.pid if direct else None, cleanup)
 
 
-def _set_pdeathsig() -> None:
-    before = os.getppid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        # SIGTERM, not SIGKILL: the worker's SIGTERM handler unlinks its shared
-        # memory first (a parent killed by a group-wide SIGTERM cleans up nothing).
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            return  # refused (a sandbox): the lifeline thread still watches
-    except (OSError, AttributeError):
-        return
-    # A parent that died before prctl() took effect sends no signal: we were
-    # reparented already.  (One that died even before `before` was read is
-    # caught by the lifeline thread, whose pipe is at EOF from the start.)
-    if os.getppid() != before:
-        os._exit(1)
-
-
-def _watch(
-    parent: multiprocessing.process.BaseProcess, cleanup: Callable[[], object] | None
-) -> None:
+def _watch(parent: Any, cleanup: Callable[[], object] | None) -> None:
     parent.join()  # returns only once the parent is gone
+    _die(cleanup)
+
+
+def _die(cleanup: Callable[[], object] | None) -> None:
     if cleanup is not None:
         try:
             cleanup()

@@ -213,8 +213,11 @@ class WorkerPool(Executor):
     ) -> None:
         if max_workers is None:
             max_workers = self._default_workers()
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be a positive int, got {max_workers!r}")
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+            raise ValueError(f"max_workers must be an int greater than 0, got {max_workers!r}")
+        if max_workers < 1:
+            # concurrent.futures' own wording, which code written for it may match.
+            raise ValueError(f"max_workers must be greater than 0, got {max_workers}")
         if initializer is not None and not callable(initializer):
             raise TypeError(f"initializer must be callable, got {initializer!r}")
         self._max_workers = max_workers
@@ -399,21 +402,8 @@ def _chunk_results(futures: list[Future[Any]], deadline: float | None) -> Iterat
 
 
 def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
+    started = False
     try:
-        try:
-            ctx.initialize()
-        except BaseException as exc:
-            broken = (
-                exc
-                if isinstance(exc, BrokenWorkerError)
-                else BrokenWorkerError(
-                    f"{kind} executor {name!r}: a worker failed to start: {type(exc).__name__}: {exc}",
-                    name=name,
-                )
-            )
-            broken.__cause__ = exc if broken is not exc else exc.__cause__
-            _break(state, broken)
-            return
         while True:
             try:
                 item = state.queue.get_nowait()
@@ -427,11 +417,24 @@ def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
                 return
             if not item.future.set_running_or_notify_cancel():
                 continue
+            if not started:
+                # The call that made this worker start is claimed first: it counts
+                # as running while its process or interpreter starts (as a call
+                # ProcessPoolExecutor has queued to its workers does), so
+                # shutdown(cancel_futures=True) lets it finish.
+                started = True
+                try:
+                    ctx.initialize()
+                except BaseException as exc:
+                    broken = _start_failure(exc, kind, name)
+                    _break(state, broken)  # first: whoever sees the failure can no longer submit
+                    item.future.set_exception(broken)
+                    return
             try:
                 result = ctx.run(item.fn, item.args, item.kwargs)
             except BrokenWorkerError as exc:
+                _break(state, exc)  # first: whoever sees the failure can no longer submit
                 item.future.set_exception(exc)
-                _break(state, exc)
                 return
             except BaseException as exc:
                 item.future.set_exception(exc)
@@ -447,6 +450,17 @@ def _work(state: _State, ctx: WorkerContext, kind: str, name: str) -> None:
             ctx.finalize()
         finally:
             _worker_exited(state)
+
+
+def _start_failure(exc: BaseException, kind: str, name: str) -> BrokenWorkerError:
+    if isinstance(exc, BrokenWorkerError):
+        return exc
+    broken = BrokenWorkerError(
+        f"{kind} executor {name!r}: a worker failed to start: {type(exc).__name__}: {exc}",
+        name=name,
+    )
+    broken.__cause__ = exc
+    return broken
 
 
 def _worker_exited(state: _State) -> None:

@@ -37,9 +37,10 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
         prefix: Shared-memory name prefix of this worker (the parent sweeps it).
         init_blob: ``pickle((initializer, initargs))``; initializer may be None.
     """
-    # Die with the parent, even mid-call (this process's starting thread, a pool
-    # worker thread, outlives it, so PR_SET_PDEATHSIG is safe to use).
-    die_with_parent(lambda: sweep(prefix))
+    # Die with the parent, even mid-call.  Arming PR_SET_PDEATHSIG around calls is
+    # safe here: the thread that started this process, a pool worker thread,
+    # outlives it.
+    lifeline = die_with_parent(lambda: sweep(prefix))
     # Ctrl-C goes to the whole process group: let the parent decide how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sweep_on_sigterm(prefix)
@@ -48,7 +49,11 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
     try:
         initializer, initargs = pickle.loads(init_blob)
         if initializer is not None:
-            initializer(*initargs)
+            lifeline.arm()
+            try:
+                initializer(*initargs)
+            finally:
+                lifeline.disarm()
         hello: tuple[Any, ...] = (True, None, "")
     except BaseException as exc:
         hello = (False, *pack_exception(exc, where))
@@ -69,7 +74,11 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
             fn, args, kwargs = transport.loads(message)
             del message
             chunk = fn is call_chunk
-            value = fn(*args, **kwargs)
+            lifeline.arm()
+            try:
+                value = fn(*args, **kwargs)
+            finally:
+                lifeline.disarm()
             if chunk:
                 value = pack_failures(value, lambda e: pack_exception(e, where))
             out: tuple[Any, ...] = (True, value, "")

@@ -76,9 +76,10 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
     ``ConnectionError``), is the pipeline's error and goes to the parent after
     every item sent before it.
     """
-    # Die with the parent even while a stage is busy.  No PR_SET_PDEATHSIG: under
-    # spawn it would follow the consumer's thread that started us, which may end first.
-    die_with_parent(lambda: _shm.sweep(prefix), pdeathsig=False)
+    # Die with the parent even while a stage is busy.  Never armed (no
+    # PR_SET_PDEATHSIG): under spawn it would follow the consumer's thread that
+    # started us, which may end first.
+    die_with_parent(lambda: _shm.sweep(prefix))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     transport = _shm.Endpoint(f"{prefix}c")
