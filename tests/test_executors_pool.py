@@ -93,11 +93,12 @@ def test_a_dropped_executor_stops_its_workers(kind: str) -> None:
     # pool was collected: threads, child processes and subinterpreters lived on
     # until the process exited.  Now, as with ThreadPoolExecutor, collecting the
     # pool wakes them: they finish what was queued, then stop.
-    ex = getattr(ftpipe, kind)(2, name=f"dropped-{kind}")
+    name = f"dropped-{kind}-{threading.get_ident()}"  # its own, beside copies in other threads
+    ex = getattr(ftpipe, kind)(2, name=name)
     futures = [ex.submit(w.square, i) for i in range(6)]
     assert futures[0].result(timeout=60) == 0
     pids = ex.worker_pids() if isinstance(ex, ftpipe.ProcessExecutor) else []
-    threads = [t for t in threading.enumerate() if t.name.startswith(f"dropped-{kind}-")]
+    threads = [t for t in threading.enumerate() if t.name.startswith(f"{name}-")]
     assert threads
     del ex
     gc.collect()

@@ -347,6 +347,8 @@ if __name__ == "__main__":
 """
 
 
+# one marks directory per test: copies in other threads would mix their calls' marks
+@pytest.mark.thread_unsafe
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_during_a_long_process_call_exits_promptly(tmp_path) -> None:  # type: ignore[no-untyped-def]
     script = tmp_path / "ctrl_c.py"
@@ -390,6 +392,8 @@ if __name__ == "__main__":
 """
 
 
+# one marks directory per test: copies in other threads would mix their calls' marks
+@pytest.mark.thread_unsafe
 @pytest.mark.parametrize("how", ["pipeline", "spawn-executor", "spawn-executor-holding-the-gil"])
 def test_workers_die_with_a_parent_killed_mid_call(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
     # Worker processes used to outlive a SIGKILLed parent while inside a call:

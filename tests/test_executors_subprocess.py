@@ -213,6 +213,8 @@ if __name__ == "__main__":
 """
 
 
+# one marks directory per test: copies in other threads would mix their calls' marks
+@pytest.mark.thread_unsafe
 def test_the_pipeline_subprocess_and_its_workers_die_with_a_killed_parent(tmp_path) -> None:  # type: ignore[no-untyped-def]
     # The pipeline subprocess, busy in a stage, outlived a SIGKILLed parent (and
     # kept its own worker processes running) until the calls ended.
