@@ -231,14 +231,15 @@ def test_a_dead_worker_names_the_inputs_lost_with_it() -> None:
             got.append(x)
     notes = " ".join(info.value.__notes__)
     assert "stage 'k'" in notes
-    # Everything before the failing chunk arrived, in order, and nothing after it;
-    # the note names the chunk's first input, at or before the killing input 400.
+    # Everything before the first lost input arrived, in order, and nothing after it.
+    # The note names that input, at or before the killing input 400: the chunk that
+    # held 400, or one queued beside it (submitting threads race), or one refused by
+    # the broken executor; a chunk's note names its whole range.
     first = int(notes.split("input #")[1].split()[0])
     assert got == list(range(first))
     assert first <= 400
     if first < 400:
-        last = int(notes.split(" to #")[1].split()[0])
-        assert last >= 400 or "never ran" in notes
+        assert "were lost with the worker" in notes or "never ran" in notes
 
 
 def test_busy_time_counts_each_call_once() -> None:

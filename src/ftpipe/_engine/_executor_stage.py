@@ -77,8 +77,11 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
         if exc is None:
             return future.result()  # type: ignore[no-any-return]
         if isinstance(exc, BrokenExecutor):
-            # Every input of the chunk was lost with the worker: fail at the first.
-            stage.failed(exc, seq0, counters, detail=_range(seq0, items, "were in the lost call"))
+            # The chunk was lost with the worker, whether it was running or still queued
+            # behind the call that broke it: fail at its first input.
+            stage.failed(
+                exc, seq0, counters, detail=_range(seq0, items, "were lost with the worker")
+            )
         if len(items) == 1:
             return [None], {0: exc}, 0.0
         # The chunk as a whole could not travel (an argument or a result that does
