@@ -240,6 +240,9 @@ def test_a_stage_that_raises_is_diagnosed_on_the_inputs_before_the_failure(
     ]
 
 
+@pytest.mark.thread_unsafe(
+    reason="reads the process-wide diagnostic-mode settings other tests set in the environment"
+)
 def test_generator_and_async_stages_are_profiled_for_real() -> None:
     """Generator, async and async generator stages: run, fed forward and diagnosed."""
     import asyncio
