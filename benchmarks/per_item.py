@@ -212,16 +212,6 @@ def startup(here: Any, repeats: int, workers: int) -> dict[str, float]:
     )
 
 
-def _label() -> str:
-    import ftpipe
-
-    info = ftpipe.runtime_info(find_others=False)
-    name = f"{sys.version_info.major}.{sys.version_info.minor}"
-    if info.free_threaded:
-        name += "t" + (" GIL=1" if info.gil_enabled else "")
-    return name
-
-
 def _table(title: str, rates: dict[str, float], base: str, unit: str = "items/s") -> None:
     print(title)
     print(f"  {'':<52}{unit:>12}{'ratio':>10}")
@@ -238,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeat or (3 if args.quick else 5)
     sys.path.insert(0, str(HERE))
     import per_item as here  # by name: worker processes import it, not __main__
+    from executors import _label  # the interpreter label every benchmark prints
 
     print(f"Python {_label()}, {args.workers} workers, medians of {repeats} interleaved runs")
     small = small_items(here, 20_000 if args.quick else 60_000, repeats, args.workers)
