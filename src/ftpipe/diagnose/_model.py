@@ -111,6 +111,13 @@ class Curve:
     def point(self, concurrency: int) -> Point | None:
         return next((p for p in self.points if p.concurrency == concurrency), None)
 
+    def speedup_at(self, concurrency: int) -> float | None:
+        """Throughput at ``concurrency`` over throughput at 1; None where either is missing."""
+        one, at = self.point(1), self.point(concurrency)
+        if one is None or at is None or one.items_per_s <= 0:
+            return None
+        return at.items_per_s / one.items_per_s
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["gil_reenabled_by"] = list(self.gil_reenabled_by)
