@@ -79,9 +79,7 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             if module.split(".")[0] == "ftpipe":
                 for alias in node.names:
                     hit = resolve(f"{module}.{alias.name}")
-                    if hit:
-                        found.add(hit)
-                    elif hit := resolve(module):
+                    if hit or (hit := resolve(module)):
                         found.add(hit)
         for child in ast.iter_child_nodes(node):
             visit(child)
@@ -135,9 +133,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def _layer(module: str) -> int | None:
     best = None
     for prefix, layer in LAYERS.items():
-        if module == prefix or module.startswith(prefix + "."):
-            if best is None or len(prefix) > len(best[0]):
-                best = (prefix, layer)
+        matches = module == prefix or module.startswith(prefix + ".")
+        if matches and (best is None or len(prefix) > len(best[0])):
+            best = (prefix, layer)
     return None if best is None else best[1]
 
 

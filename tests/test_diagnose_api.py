@@ -152,6 +152,8 @@ CURVE_FIELDS = {
     "points",
     "seconds",
     "uses_numpy",
+    "gil",
+    "repeat_of",
 }
 POINT_FIELDS = {
     "concurrency",
@@ -217,12 +219,15 @@ def test_a_raising_function_is_reported_not_raised() -> None:
 def test_without_a_free_threaded_interpreter_the_verdict_is_limited(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from ftpipe.diagnose import _configs as configs
+    from ftpipe.diagnose import _plan as configs
 
     monkeypatch.setattr(configs, "find_interpreters", lambda: ())
     monkeypatch.setattr(configs, "is_free_threaded", lambda: False)
     d = ftpipe.diagnose(w.sleepy, w.sleepy_inputs(), concurrency=[2], quick=True)
-    assert [c.role for c in d.curves] == ["gil-build"]
+    assert [(c.role, c.repeat_of) for c in d.curves] == [
+        ("gil-build", ""),
+        ("gil-build", d.curves[0].label),  # the verdict's curve, again in a second process
+    ]
     assert d.limited and "find-pythons.sh" in d.missing and "find-pythons.sh" in d.explanation
 
 
@@ -231,12 +236,16 @@ def test_bad_arguments_are_named() -> None:
         ftpipe.diagnose(42, [1])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one input"):
         ftpipe.diagnose(w.sleepy, [])
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match="concurrency level .* must be a positive int, got 0"):
         ftpipe.diagnose(w.sleepy, [0.001], concurrency=[0, 2])
+    with pytest.raises(TypeError, match="must be a positive int, got str '2'"):
+        ftpipe.diagnose(w.sleepy, [0.001], concurrency=["2"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="configurations must be"):
+        ftpipe.diagnose(w.sleepy, [0.001], configurations="all")
 
 
 def test_configurations_on_this_interpreter() -> None:
-    from ftpipe.diagnose._configs import plan
+    from ftpipe.diagnose._plan import plan
 
     configs, missing = plan()
     roles = [c.role for c in configs]
@@ -308,7 +317,7 @@ def test_an_import_that_reenables_the_gil_is_named(
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_on_a_gil_build_the_free_threaded_interpreter_is_borrowed() -> None:
-    from ftpipe.diagnose._configs import plan
+    from ftpipe.diagnose._plan import plan
 
     configs, missing = plan()
     if not any(c.free_threaded for c in configs):

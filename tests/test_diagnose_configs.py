@@ -1,4 +1,4 @@
-"""Interpreter configurations and the probe's environment (diagnose/_configs.py)."""
+"""Interpreter configurations and the probe's environment (diagnose/_plan.py, diagnose/_launch.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import ftpipe
-from ftpipe.diagnose._configs import _pythonpath
+from ftpipe.diagnose._launch import _pythonpath
 
 FIND = """
 import importlib.util, json, sys

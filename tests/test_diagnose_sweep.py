@@ -26,7 +26,7 @@ def test_slow_calls_warm_up_with_one_call_not_three() -> None:
     settings = SweepSettings((1,), window_s=0.05, min_rounds=1, max_rounds=1, budget_s=0.1)
     points = sweep(slow, list(range(10)), settings)
     assert warm_up == [0]
-    assert [p["concurrency"] for p in points] == [1] and points[0]["items"] >= 1
+    assert [p.concurrency for p in points] == [1] and points[0].items >= 1
 
 
 def _in_thread(target: Any, timeout: float = 10.0) -> tuple[bool, list[BaseException]]:

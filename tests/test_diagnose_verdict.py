@@ -7,8 +7,10 @@ import dataclasses
 import pytest
 
 from ftpipe.diagnose import Curve, Point, Verdict
-from ftpipe.diagnose._configs import HOW_TO_GET_FT
-from ftpipe.diagnose._verdict import Capacity, Decision, decide, ideal_speedup, shape
+from ftpipe.diagnose._capacity import Capacity
+from ftpipe.diagnose._plan import HOW_TO_GET_FT
+from ftpipe.diagnose._shape import ideal_speedup, shape
+from ftpipe.diagnose._verdict import Decision, decide
 
 
 def curve(
@@ -349,8 +351,7 @@ def test_the_measured_capacity_is_the_ideal_speedup() -> None:
 
 
 def test_capacity_round_trips_through_json() -> None:
-    from ftpipe.diagnose import Diagnosis
-    from ftpipe.diagnose._model import ExecutorAdvice
+    from ftpipe.diagnose import Diagnosis, ExecutorAdvice
 
     d = Diagnosis(
         function="m:f",

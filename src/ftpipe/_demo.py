@@ -27,7 +27,7 @@ from typing import Any
 from ._demo_workloads import WORKLOADS, Workload
 from ._runtime import InterpreterInfo, find_interpreters, is_free_threaded, usable_cores
 from .diagnose import Configuration, Diagnosis, diagnose
-from .diagnose._configs import only_ftpipe_path
+from .diagnose._launch import only_ftpipe_path
 
 __all__ = ["DemoResult", "Row", "configurations", "has_numpy", "main", "run_demo"]
 

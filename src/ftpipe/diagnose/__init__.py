@@ -9,9 +9,9 @@ Importing this package installs the diagnostic-mode hook in the engine.
 
 from .._engine import set_diagnostic_hook
 from ._api import diagnose
-from ._configs import Configuration
+from ._diagnosis import Diagnosis
 from ._diagnostic_mode import DiagnosticProfiler
-from ._model import Curve, Diagnosis, ExecutorAdvice, Point, Verdict
+from ._records import Configuration, Curve, ExecutorAdvice, Point, Verdict
 
 __all__ = [
     "Configuration",

@@ -8,15 +8,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._runtime import gil_enabled, is_free_threaded, runtime_info, usable_cores
-from ._capacity import measure_capacity
-from ._configs import Configuration, forced_off, plan, run_probe
-from ._model import Curve, Diagnosis, Point
-from ._sweep import CallFailed, settings_for, sweep
-from ._verdict import Capacity, decide
+from .._validate import positive_int
+from ._capacity import Capacity, measure_capacity
+from ._diagnosis import Diagnosis
+from ._launch import run_probe
+from ._plan import forced_off, plan
+from ._records import Configuration, Curve
+from ._repeat import repeat_plan
+from ._shape import compared
+from ._sweep import CallFailed, SweepSettings, settings_for, sweep
+from ._verdict import decide
 
 __all__ = ["address", "diagnose"]
 
@@ -57,32 +62,135 @@ def address(fn: Callable[..., Any]) -> tuple[str, str | None, str]:
 def _in_process(
     fn: Callable[..., Any],
     items: Sequence[Any],
-    settings: Any,
+    settings: SweepSettings,
     progress: Callable[[str], None] | None,
 ) -> Curve:
     started = time.perf_counter()
-    label = f"in-process {_label()} GIL {'on' if gil_enabled() else 'off'}"
-    curve = Curve(
-        label,
+    config = Configuration(
+        f"in-process {_label()} GIL {'on' if gil_enabled() else 'off'}",
         "in-process",
         sys.executable,
         ".".join(map(str, sys.version_info[:3])),
         is_free_threaded(),
-        gil_enabled(),
+        None,
     )
+    say = (lambda s: progress(f"{config.label}: {s}")) if progress else None
     try:
-        raw = sweep(
-            fn, items, settings, (lambda s: progress(f"{label}: {s}")) if progress else None
-        )
+        points = tuple(sweep(fn, items, settings, say))
     except CallFailed as exc:
-        return replace(
-            curve, status="error", message=str(exc), seconds=time.perf_counter() - started
+        return Curve.of(
+            config,
+            gil_enabled=gil_enabled(),
+            status="error",
+            message=str(exc),
+            seconds=time.perf_counter() - started,
         )
-    return replace(
-        curve,
-        points=tuple(Point.from_dict(p) for p in raw),
+    return Curve.of(
+        config,
+        gil_enabled=gil_enabled(),
+        points=points,
         seconds=time.perf_counter() - started,
         uses_numpy="numpy" in sys.modules or "torch" in sys.modules,
+    )
+
+
+@dataclass
+class _Measured:
+    """The curves of a diagnosis, and what the report must say about how they were got."""
+
+    curves: list[Curve] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    missing: str = ""
+
+
+def _measure(
+    fn: Callable[..., Any],
+    items: list[Any],
+    settings: SweepSettings,
+    configurations: str | Sequence[Configuration],
+    progress: Callable[[str], None] | None,
+) -> _Measured:
+    """Choose where to measure ``fn`` (the configurations, or this process as the
+    fallback) and measure it there.  The one place every fallback is decided:
+
+        not addressable by name, or "in-process" asked for  -> this process only
+        inputs cannot be pickled                             -> this process only
+        no configuration could load the function or inputs  -> this process as well
+        a no-GIL probe whose imports turned the GIL back on  -> again with -X gil=0
+        the curve the verdict leans on                       -> again in a second process
+    """
+    out = _Measured()
+    target, main_path, why = address(fn)
+    if configurations == "in-process" or not target:
+        if not target:
+            out.notes.append(
+                f"measured in this process only: {why}, so other interpreters cannot import it"
+            )
+            out.missing = (
+                f"a function importable by module and name ({why}); move it to module level"
+            )
+        else:
+            out.missing = (
+                "other interpreter configurations (configurations='in-process' was asked for)"
+            )
+        out.curves.append(_in_process(fn, items, settings, progress))
+        return out
+    if isinstance(configurations, str):
+        configs, out.missing = plan()
+    else:
+        configs = tuple(configurations)
+    with tempfile.TemporaryDirectory(prefix="ftpipe-diagnose-") as tmp:
+        inputs_path = os.path.join(tmp, "inputs.pkl")
+        try:
+            with open(inputs_path, "wb") as f:
+                pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - any pickling failure means in-process only
+            out.notes.append(f"measured in this process only: the inputs cannot be pickled ({exc})")
+            out.missing = "inputs that can be pickled"
+            out.curves.append(_in_process(fn, items, settings, progress))
+            return out
+
+        def probe(config: Configuration, chosen: SweepSettings = settings) -> Curve:
+            return run_probe(
+                config,
+                target,
+                inputs_path,
+                chosen,
+                main_path=main_path,
+                timeout=chosen.budget_s + 25,
+                progress=progress,
+            )
+
+        for config in configs:
+            curve = probe(config)
+            out.curves.append(curve)
+            if config.role == "no-gil" and config.gil is None and curve.gil_enabled:
+                # An import turned the GIL back on: report it, and still measure the
+                # code itself without the GIL (at the extension's risk, as CPython says).
+                out.notes.append(
+                    f"{curve.label}: the GIL came back on; measured again with -X gil=0"
+                )
+                out.curves.append(probe(forced_off(config)))
+        again = _leaned_on(out.curves)
+        if again is not None and usable_cores() >= 2:
+            k = compared(again, usable_cores())[1].concurrency
+            config, chosen = repeat_plan(again, k, settings)
+            out.curves.append(replace(probe(config, chosen), repeat_of=again.label))
+    if out.curves and all(c.status in ("import-error", "input-error") for c in out.curves):
+        # Nowhere else could load it: this process still can, which beats no answer.
+        out.notes.append(
+            "no other interpreter could load the function or its inputs "
+            f"({out.curves[0].message}); measured in this process as well"
+        )
+        out.curves.append(_in_process(fn, items, settings, progress))
+    return out
+
+
+def _leaned_on(curves: Sequence[Curve]) -> Curve | None:
+    """The probed curve the verdict leans on most: without the GIL, else with it."""
+    usable = [c for c in curves if c.ok and c.role != "in-process"]
+    return next((c for c in usable if c.role == "no-gil" and not c.gil_enabled), None) or next(
+        (c for c in usable if c.role in ("gil", "gil-build")), None
     )
 
 
@@ -118,8 +226,9 @@ def diagnose(
         The :class:`Diagnosis`.
 
     Raises:
-        TypeError: ``fn`` is not callable.
-        ValueError: ``inputs`` is empty or a concurrency level is not a positive int.
+        TypeError: ``fn`` is not callable, or a concurrency level is not an int.
+        ValueError: ``inputs`` is empty, a concurrency level is below 1, or
+            ``configurations`` is an unknown string.
     """
     started = time.perf_counter()
     if not callable(fn):
@@ -127,10 +236,13 @@ def diagnose(
     items = list(inputs)
     if not items:
         raise ValueError("diagnose() needs at least one input item; got an empty iterable")
-    if concurrency is not None and any(
-        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in concurrency
-    ):
-        raise ValueError(f"concurrency levels must be positive ints, got {list(concurrency)!r}")
+    for level in concurrency or ():
+        positive_int(level, f"each concurrency level (of {list(concurrency or ())!r})")
+    if isinstance(configurations, str) and configurations not in ("auto", "in-process"):
+        raise ValueError(
+            f"configurations must be 'auto', 'in-process' or Configuration objects, "
+            f"got {configurations!r}"
+        )
     levels = sorted(set(concurrency or ())) or None
     if levels is not None and 1 not in levels:
         levels = [1, *levels]  # every speedup is relative to one thread
@@ -140,78 +252,17 @@ def diagnose(
     cal_level = min(usable_cores(), max(settings.levels))
     spin_s, rounds = (0.1, 2) if quick else (0.2, 3)
     capacities = [measure_capacity(cal_level, spin_s, rounds)] if cal_level >= 2 else []
-    target, main_path, why = address(fn)
-    notes: list[str] = []
-    missing = ""
-    curves: list[Curve] = []
-    if configurations == "in-process" or not target:
-        if not target:
-            notes.append(
-                f"measured in this process only: {why}, so other interpreters cannot import it"
-            )
-            missing = f"a function importable by module and name ({why}); move it to module level"
-        else:
-            missing = "other interpreter configurations (configurations='in-process' was asked for)"
-        curves.append(_in_process(fn, items, settings, progress))
-    else:
-        configs: tuple[Configuration, ...] = ()
-        if isinstance(configurations, str):
-            if configurations != "auto":
-                raise ValueError(
-                    f"configurations must be 'auto', 'in-process' or Configuration "
-                    f"objects, got {configurations!r}"
-                )
-            configs, missing = plan()
-        else:
-            configs = tuple(configurations)
-        with tempfile.TemporaryDirectory(prefix="ftpipe-diagnose-") as tmp:
-            inputs_path = os.path.join(tmp, "inputs.pkl")
-            try:
-                with open(inputs_path, "wb") as f:
-                    pickle.dump(items, f, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # noqa: BLE001 - any pickling failure means in-process only
-                notes.append(f"measured in this process only: the inputs cannot be pickled ({exc})")
-                missing = "inputs that can be pickled"
-                configs = ()
-                curves.append(_in_process(fn, items, settings, progress))
-
-            def probe(config: Configuration) -> Curve:
-                return run_probe(
-                    config,
-                    target,
-                    inputs_path,
-                    settings,
-                    main_path=main_path,
-                    timeout=settings.budget_s + 25,
-                    progress=progress,
-                )
-
-            for config in configs:
-                curve = probe(config)
-                curves.append(curve)
-                if config.role == "no-gil" and config.gil is None and curve.gil_enabled:
-                    # An import turned the GIL back on: report it, and still measure the
-                    # code itself without the GIL (at the extension's risk, as CPython says).
-                    notes.append(
-                        f"{curve.label}: the GIL came back on; measured again with -X gil=0"
-                    )
-                    curves.append(probe(forced_off(config)))
-        if curves and all(c.status in ("import-error", "input-error") for c in curves):
-            # Nowhere else could load it: this process still can, which beats no answer.
-            notes.append(
-                "no other interpreter could load the function or its inputs "
-                f"({curves[0].message}); measured in this process as well"
-            )
-            curves.append(_in_process(fn, items, settings, progress))
+    measured = _measure(fn, items, settings, configurations, progress)
+    curves, notes = measured.curves, measured.notes
     if capacities:
         capacities.append(measure_capacity(cal_level, spin_s, rounds))
-    measured = [c for c in capacities if c is not None]
+    got = [c for c in capacities if c is not None]
     # The lower of the two: a machine that got busy during the curves gave them less.
-    capacity = Capacity(cal_level, min(measured)) if measured else None
-    if len(measured) == 2 and abs(measured[0] - measured[1]) > 0.2:
+    capacity = Capacity(cal_level, min(got)) if got else None
+    if len(got) == 2 and abs(got[0] - got[1]) > 0.2:
         notes.append(
-            f"{cal_level} processes ran {measured[0]:.2f}x as fast as one before the "
-            f"measurement and {measured[1]:.2f}x after it: the machine's load changed"
+            f"{cal_level} processes ran {got[0]:.2f}x as fast as one before the "
+            f"measurement and {got[1]:.2f}x after it: the machine's load changed"
         )
     decision = decide(
         curves,
@@ -220,8 +271,9 @@ def diagnose(
         here_free_threaded=is_free_threaded(),
         here_gil_off=not gil_enabled(),
         subinterpreters=runtime_info(find_others=False).subinterpreters,
-        missing=missing,
+        missing=measured.missing,
     )
+    target = address(fn)[0]
     name = target or repr(fn)
     return Diagnosis(
         function=name,

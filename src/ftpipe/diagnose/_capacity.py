@@ -18,12 +18,22 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
-__all__ = ["MIN_CAPACITY", "measure_capacity"]
+__all__ = ["MIN_CAPACITY", "Capacity", "measure_capacity"]
 
 # Below this many times one process's work from two, the machine cannot run two
 # things at once right now, and no verdict about scaling can be trusted.
 MIN_CAPACITY = 1.5
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What ``level`` processes spinning pure Python got together, in units of one alone."""
+
+    level: int
+    speedup: float
+
 
 _SPIN = """
 import sys, time

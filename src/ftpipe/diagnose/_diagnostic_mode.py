@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._engine import PipelineConfig, PipelineStats, StageConfig, StageKind
-from ._model import Diagnosis
+from ._diagnosis import Diagnosis
 
 __all__ = ["DiagnosticProfiler"]
 

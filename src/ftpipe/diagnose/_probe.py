@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .._runtime import gil_enabled, gil_reenabled_by, is_free_threaded
+from ._records import Configuration, Curve
 from ._sweep import PROGRESS, CallFailed, SweepSettings, sweep
 
 
@@ -89,29 +90,21 @@ def _import(module_name: str, main_path: str | None) -> Any:
 
 
 def _error(kind: str, exc: BaseException) -> dict[str, Any]:
-    return {
-        "status": kind,
-        "message": f"{type(exc).__name__}: {exc}",
-        "traceback": "".join(traceback.format_exception(exc))[-4000:],
-    }
+    # The traceback goes to stderr, whose tail the parent reports if all else fails.
+    traceback.print_exception(exc, file=sys.stderr)
+    return {"status": kind, "message": f"{type(exc).__name__}: {exc}"}
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Carry out one probe described by ``spec``; return the JSON-ready result."""
+    """Carry out one probe described by ``spec``; return its curve as ``Curve.to_dict()``."""
     started = time.perf_counter()
     before = set(sys.modules)
-    result: dict[str, Any] = {
-        "executable": sys.executable,
-        "version": ".".join(map(str, sys.version_info[:3])),
-        "free_threaded": is_free_threaded(),
-        "status": "ok",
-        "message": "",
-        "points": [],
-    }
+    config = Configuration(**spec["configuration"])
+    measured: dict[str, Any] = {"points": ()}
     try:
         fn = resolve(spec["target"], spec.get("main_path"))
     except BaseException as exc:  # noqa: BLE001 - anything the import raises is reported
-        result.update(_error("import-error", exc))
+        measured.update(_error("import-error", exc))
         fn = None
     inputs = None
     if fn is not None:
@@ -119,28 +112,31 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             with open(spec["inputs"], "rb") as f:
                 inputs = pickle.load(f)
         except BaseException as exc:  # noqa: BLE001
-            result.update(_error("input-error", exc))
+            measured.update(_error("input-error", exc))
     if fn is not None and inputs is not None:
-        settings = SweepSettings(
-            **{**spec["settings"], "levels": tuple(spec["settings"]["levels"])}
-        )
 
         def progress(line: str) -> None:
             print(PROGRESS + line, file=sys.stderr, flush=True)
 
         try:
-            result["points"] = sweep(fn, inputs, settings, progress)
+            measured["points"] = tuple(
+                sweep(fn, inputs, SweepSettings.from_dict(spec["settings"]), progress)
+            )
         except CallFailed as exc:
-            result.update(_error("error", exc.error))
-            result["message"] = str(exc)
+            measured.update(_error("error", exc.error), message=str(exc))
         except Exception as exc:  # noqa: BLE001
-            result.update(_error("error", exc))
-    loaded = set(sys.modules) - before
-    result["uses_numpy"] = bool({"numpy", "torch"} & loaded)
-    result["gil_enabled"] = gil_enabled()
-    result["gil_reenabled_by"] = list(gil_reenabled_by())
-    result["seconds"] = time.perf_counter() - started
-    return result
+            measured.update(_error("error", exc))
+    curve = Curve.of(
+        config,
+        version=".".join(map(str, sys.version_info[:3])),
+        free_threaded=is_free_threaded(),
+        gil_enabled=gil_enabled(),
+        gil_reenabled_by=tuple(gil_reenabled_by()),
+        uses_numpy=bool({"numpy", "torch"} & (set(sys.modules) - before)),
+        seconds=time.perf_counter() - started,
+        **measured,
+    )
+    return curve.to_dict()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,10 +13,13 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._runtime import runtime_info
-from ._model import SCHEMA_VERSION, Diagnosis, Verdict
+from ._records import SCHEMA_VERSION, Verdict
+
+if TYPE_CHECKING:  # Diagnosis.to_html calls into this module: types only, no cycle
+    from ._diagnosis import Diagnosis
 
 __all__ = ["report_dict", "summary_table", "svg_plot", "write_html", "write_json"]
 
@@ -50,12 +53,13 @@ def summary_table(results: Sequence[Diagnosis]) -> str:
     for d in results:
         speedups = []
         for c in d.curves:
-            if c.ok:
-                k = max(
-                    (p for p in c.points if p.concurrency <= max(2, d.usable_cores)),
-                    key=lambda p: p.concurrency,
-                )
-                speedups.append(f"{c.label} {k.items_per_s / c.points[0].items_per_s:.2f}x")
+            k = max(
+                (p.concurrency for p in c.points if p.concurrency <= max(2, d.usable_cores)),
+                default=0,
+            )
+            speedup = c.speedup_at(k) if c.ok else None
+            if speedup is not None:
+                speedups.append(f"{c.label} {speedup:.2f}x")
             else:
                 speedups.append(f"{c.label} {c.status}")
         rows.append(
@@ -130,11 +134,11 @@ def _curve_table(d: Diagnosis) -> str:
                 f"{html.escape(c.message)}</td></tr>"
             )
             continue
-        base = c.points[0].items_per_s
         for p in c.points:
+            speedup = c.speedup_at(p.concurrency)
             rows.append(
                 f"<tr><td>{html.escape(c.label)}</td><td>{p.concurrency}</td><td>{p.items_per_s:.1f}</td>"
-                f"<td>{p.items_per_s / base:.2f}x</td><td>{p.cpu_s_per_item * 1e6:.1f}</td>"
+                f"<td>{'' if speedup is None else f'{speedup:.2f}x'}</td><td>{p.cpu_s_per_item * 1e6:.1f}</td>"
                 f"<td>{p.cores_busy:.2f}</td><td>{p.neighbour_cores:.2f}</td><td>{p.spread:.0%}</td>"
                 f"<td>{p.peak_rss_mib:.0f}</td></tr>"
             )

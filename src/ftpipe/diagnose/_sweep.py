@@ -24,11 +24,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .._engine._config import FnKind, classify_fn
 from .._runtime import usable_cores
+from ._records import Point
 
 __all__ = [
     "PROGRESS",
@@ -70,6 +71,14 @@ class SweepSettings:
     max_rounds: int = 7
     budget_s: float = 14.0
     tolerance: float = 0.12
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a probe's spec."""
+        return {**asdict(self), "levels": list(self.levels)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SweepSettings:
+        return cls(**{**data, "levels": tuple(data["levels"])})
 
 
 def default_levels(cores: int | None = None) -> tuple[int, ...]:
@@ -265,29 +274,25 @@ def _spread(values: Sequence[float]) -> float:
     return (max(values) - min(values)) / mid if mid > 0 else float("inf")
 
 
-def _point(c: int, samples: list[_Sample], cores: int) -> dict[str, Any]:
+def _point(c: int, samples: list[_Sample], cores: int) -> Point:
     quiet = [s for s in samples if s.quiet(cores)]
     used = quiet if len(quiet) >= 2 else samples
     rates = [s.items / s.wall for s in used]
-    items = sum(s.items for s in used)
-    return {
-        "concurrency": c,
-        "items_per_s": statistics.median(rates),
-        "cpu_s_per_item": statistics.median(s.cpu / s.items for s in used),
-        "wall_s_per_item": statistics.median(c * s.wall / s.items for s in used),
-        "cores_busy": statistics.median(s.cpu / s.wall for s in used),
-        "neighbour_cores": statistics.median(s.neighbour for s in used),
-        "starved_cores": (
-            None
-            if any(s.starved is None for s in used)
-            else statistics.median(s.starved for s in used if s.starved is not None)
-        ),
-        "spread": _spread(rates),
-        "rounds": len(used),
-        "items": items,
-        "peak_rss_mib": round(_peak_rss_mib(), 1),
-        "samples": [round(r, 3) for r in rates],
-    }
+    starved = [s.starved for s in used if s.starved is not None]
+    return Point(
+        concurrency=c,
+        items_per_s=statistics.median(rates),
+        cpu_s_per_item=statistics.median(s.cpu / s.items for s in used),
+        wall_s_per_item=statistics.median(c * s.wall / s.items for s in used),
+        cores_busy=statistics.median(s.cpu / s.wall for s in used),
+        neighbour_cores=statistics.median(s.neighbour for s in used),
+        starved_cores=statistics.median(starved) if len(starved) == len(used) else None,
+        spread=_spread(rates),
+        rounds=len(used),
+        items=sum(s.items for s in used),
+        peak_rss_mib=round(_peak_rss_mib(), 1),
+        samples=tuple(round(r, 3) for r in rates),
+    )
 
 
 def sweep(
@@ -295,8 +300,8 @@ def sweep(
     inputs: Sequence[Any],
     settings: SweepSettings,
     progress: Callable[[str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Measure ``fn`` at each of ``settings.levels``; return one JSON-ready point per level.
+) -> list[Point]:
+    """Measure ``fn`` at each of ``settings.levels``; return one point per level.
 
     Raises:
         ValueError: ``inputs`` is empty.

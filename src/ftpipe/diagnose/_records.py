@@ -1,17 +1,18 @@
-"""The detector's results: verdicts, measured points, per-configuration curves, the diagnosis.
+"""The detector's records: a configuration, the points measured under it, its curve.
 
+One record, one spelling: the probe builds a :class:`Curve` and sends ``to_dict()``
+across the process boundary; the parent reads it back with ``from_dict()``.
 Everything here is frozen and JSON-ready; the field names of ``to_dict()`` are the
 documented, stable JSON schema (see ``docs/diagnose.md``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
-__all__ = ["Curve", "Diagnosis", "ExecutorAdvice", "Point", "Verdict", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "Configuration", "Curve", "ExecutorAdvice", "Point", "Verdict"]
 
 SCHEMA_VERSION = 1
 
@@ -29,6 +30,40 @@ class Verdict(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way to start an interpreter for a probe.
+
+    Attributes:
+        label: Shown in reports: ``"3.13t"`` (default: GIL off), ``"3.13t gil=1"``,
+            ``"3.13t gil=0 forced"``, ``"3.13 GIL build"``.
+        role: ``"no-gil"``, ``"gil"`` (free-threaded binary, GIL forced on) or ``"gil-build"``;
+            ``"in-process"`` for a sweep in the calling process.
+        executable: The binary (a venv's ``python`` keeps the venv's packages).
+        version: ``"3.13.5"``.
+        free_threaded: Built with ``--disable-gil``.
+        gil: The ``-X gil=`` value, or None (the build's default).
+    """
+
+    label: str
+    role: str
+    executable: str
+    version: str
+    free_threaded: bool
+    gil: int | None
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line that starts a probe under this configuration."""
+        flags = ["-X", f"gil={self.gil}"] if self.gil is not None else []
+        return [self.executable, *flags, "-m", "ftpipe.diagnose._probe"]
+
+    @property
+    def expects_gil(self) -> bool:
+        """Whether the GIL is on as the interpreter starts: a GIL build, or ``-X gil=1``."""
+        return not self.free_threaded or self.gil == 1
 
 
 @dataclass(frozen=True)
@@ -89,6 +124,9 @@ class Curve:
         points: One per concurrency, rising.
         seconds: Time the probe took, start-up included.
         uses_numpy: numpy or torch was imported by the function's module.
+        gil: The ``-X gil=`` value the probe started with (None: the build's default).
+        repeat_of: The label of the curve this one measures again in a second process
+            (empty for a first measurement); see ``_repeat``.
     """
 
     label: str
@@ -103,6 +141,31 @@ class Curve:
     points: tuple[Point, ...] = ()
     seconds: float = 0.0
     uses_numpy: bool = False
+    gil: int | None = None
+    repeat_of: str = ""
+
+    @classmethod
+    def of(cls, config: Configuration, **measured: Any) -> Curve:
+        """The curve of ``config``; ``measured`` fills in (or corrects) the rest.
+
+        Until a probe says otherwise the GIL is taken to be as the configuration
+        starts it (a failed probe of the default no-GIL configuration reads GIL off).
+        """
+        base: dict[str, Any] = {
+            "version": config.version,
+            "free_threaded": config.free_threaded,
+            "gil_enabled": config.expects_gil,
+        }
+        return cls(
+            config.label, config.role, config.executable, **{**base, **measured}, gil=config.gil
+        )
+
+    @property
+    def configuration(self) -> Configuration:
+        """The configuration this curve was measured under."""
+        return Configuration(
+            self.label, self.role, self.executable, self.version, self.free_threaded, self.gil
+        )
 
     @property
     def ok(self) -> bool:
@@ -126,9 +189,10 @@ class Curve:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Curve:
+        known = {f.name for f in fields(cls)}
         return cls(
             **{
-                **data,
+                **{k: v for k, v in data.items() if k in known},
                 "gil_reenabled_by": tuple(data.get("gil_reenabled_by", ())),
                 "points": tuple(Point.from_dict(p) for p in data.get("points", ())),
             }
@@ -147,109 +211,3 @@ class ExecutorAdvice:
 
     this_interpreter: str
     free_threaded: str
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """What the contention detector found for one function.
-
-    Attributes:
-        function: ``module:qualname`` (or the repr of an unaddressable callable).
-        verdict: The cause, from the fixed vocabulary of :class:`Verdict`.
-        explanation: One plain paragraph with the numbers behind the verdict.
-        curves: One per interpreter configuration tried.
-        best_concurrency: Fewest workers reaching (within 5 %) the best throughput
-            with the recommended executor on this interpreter.
-        recommended_executor: Executor advice here and on a free-threaded build.
-        gil_reenabled_by: Modules that re-enabled the GIL on the free-threaded build.
-        limited: Some configuration needed for a full verdict was missing.
-        missing: What was missing and how to get it (empty when not limited).
-        notes: Further remarks (unstable figures, in-process only, ...).
-        usable_cores: Cores the probes could use.
-        seconds: Time the whole diagnosis took.
-        interpreter: The interpreter the diagnosis ran in (``"3.13t"``...).
-        parallel_capacity: What ``capacity_level`` independent processes spinning
-            pure Python got together on this machine during the diagnosis, in units
-            of one alone (the ideal speedup the curves were judged against; ``None``
-            where it was not measured).
-        capacity_level: How many processes ``parallel_capacity`` ran (0: not measured).
-    """
-
-    function: str
-    verdict: Verdict
-    explanation: str
-    curves: tuple[Curve, ...]
-    best_concurrency: int
-    recommended_executor: ExecutorAdvice
-    gil_reenabled_by: tuple[str, ...] = ()
-    limited: bool = False
-    missing: str = ""
-    notes: tuple[str, ...] = ()
-    usable_cores: int = 1
-    seconds: float = 0.0
-    interpreter: str = ""
-    stage: str = field(default="")
-    parallel_capacity: float | None = None
-    capacity_level: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON-ready document; ``"verdict"`` holds the kebab-case label."""
-        return {
-            "schema": SCHEMA_VERSION,
-            "function": self.function,
-            "stage": self.stage,
-            "verdict": self.verdict.value,
-            "explanation": self.explanation,
-            "best_concurrency": self.best_concurrency,
-            "recommended_executor": asdict(self.recommended_executor),
-            "gil_reenabled_by": list(self.gil_reenabled_by),
-            "limited": self.limited,
-            "missing": self.missing,
-            "notes": list(self.notes),
-            "usable_cores": self.usable_cores,
-            "seconds": round(self.seconds, 3),
-            "interpreter": self.interpreter,
-            "parallel_capacity": (
-                None
-                if self.parallel_capacity is None
-                else {
-                    "processes": self.capacity_level,
-                    "speedup": round(self.parallel_capacity, 3),
-                }
-            ),
-            "curves": [c.to_dict() for c in self.curves],
-        }
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        """Return :meth:`to_dict` as a JSON string."""
-        import json
-
-        return json.dumps(self.to_dict(), indent=indent)
-
-    def to_html(self, path: str | Path) -> Path:
-        """Write a self-contained HTML report (plots need the ``report`` extra) and return its path."""
-        from ._report import write_html
-
-        return write_html([self], Path(path))
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
-        """Rebuild a diagnosis from :meth:`to_dict` output."""
-        return cls(
-            function=data["function"],
-            stage=data.get("stage", ""),
-            verdict=Verdict(data["verdict"]),
-            explanation=data["explanation"],
-            curves=tuple(Curve.from_dict(c) for c in data["curves"]),
-            best_concurrency=data["best_concurrency"],
-            recommended_executor=ExecutorAdvice(**data["recommended_executor"]),
-            gil_reenabled_by=tuple(data.get("gil_reenabled_by", ())),
-            limited=data.get("limited", False),
-            missing=data.get("missing", ""),
-            notes=tuple(data.get("notes", ())),
-            usable_cores=data.get("usable_cores", 1),
-            seconds=data.get("seconds", 0.0),
-            interpreter=data.get("interpreter", ""),
-            parallel_capacity=(data.get("parallel_capacity") or {}).get("speedup"),
-            capacity_level=(data.get("parallel_capacity") or {}).get("processes", 0),
-        )
