@@ -137,6 +137,7 @@ JSON_FIELDS = {
     "seconds",
     "interpreter",
     "parallel_capacity",
+    "executor_trials",
     "curves",
 }
 CURVE_FIELDS = {

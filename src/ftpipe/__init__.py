@@ -10,7 +10,8 @@ needs PyTorch.
                          run_in_subprocess -> SubprocessPipeline, BrokenWorkerError,
                          RemoteTraceback; new kinds: ExecutorKind, register_executor_kind,
                          executor_kind_names, WorkerPool
-    Contention detector  diagnose() -> Diagnosis (Verdict, Curve, Point, ExecutorAdvice),
+    Contention detector  diagnose() -> Diagnosis (Verdict, Curve, Point, ExecutorAdvice,
+                         ExecutorTrial),
                          Configuration, DiagnosticProfiler
     Runtime facts        runtime_info() -> RuntimeInfo, find_interpreters() -> InterpreterInfo,
                          subinterpreters_available()
@@ -34,6 +35,7 @@ from .diagnose import (  # importing it installs diagnostic mode
     Diagnosis,
     DiagnosticProfiler,
     ExecutorAdvice,
+    ExecutorTrial,
     Point,
     Verdict,
     diagnose,
@@ -60,6 +62,7 @@ __all__ = [
     "DiagnosticProfiler",
     "ExecutorAdvice",
     "ExecutorKind",
+    "ExecutorTrial",
     "InterpreterExecutor",
     "InterpreterInfo",
     "Pipeline",

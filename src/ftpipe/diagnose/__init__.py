@@ -11,7 +11,7 @@ from .._engine import set_diagnostic_hook
 from ._api import diagnose
 from ._diagnosis import Diagnosis
 from ._diagnostic_mode import DiagnosticProfiler
-from ._records import Configuration, Curve, ExecutorAdvice, Point, Verdict
+from ._records import Configuration, Curve, ExecutorAdvice, ExecutorTrial, Point, Verdict
 
 __all__ = [
     "Configuration",
@@ -19,6 +19,7 @@ __all__ = [
     "Diagnosis",
     "DiagnosticProfiler",
     "ExecutorAdvice",
+    "ExecutorTrial",
     "Point",
     "Verdict",
     "diagnose",

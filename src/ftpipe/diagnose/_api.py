@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import sys
@@ -17,10 +18,11 @@ from ._capacity import Capacity, measure_capacity
 from ._diagnosis import Diagnosis
 from ._launch import run_probe
 from ._plan import forced_off, plan
-from ._records import Configuration, Curve
+from ._records import Configuration, Curve, ExecutorTrial, Verdict
 from ._repeat import repeat_plan
 from ._shape import compared
 from ._sweep import CallFailed, SweepSettings, settings_for, sweep
+from ._trials import run_trials
 from ._verdict import decide
 
 __all__ = ["address", "diagnose"]
@@ -203,6 +205,7 @@ def diagnose(
     quick: bool = False,
     progress: Callable[[str], None] | None = None,
     stage: str = "",
+    trial_executors: bool = True,
 ) -> Diagnosis:
     """Tell why ``fn`` does (not) scale with threads, and what concurrency / executor to give it.
 
@@ -221,6 +224,9 @@ def diagnose(
         quick: Shorter measurements (about 15 s in all instead of up to 60 s).
         progress: Called with one line per measurement round.
         stage: A pipeline stage name to carry into reports.
+        trial_executors: Run the function through a pipeline on the thread, process
+            and interpreter executors (a second or two each) and advise the fastest;
+            False keeps the advice the curves alone give.
 
     Returns:
         The :class:`Diagnosis`.
@@ -264,7 +270,8 @@ def diagnose(
             f"{cal_level} processes ran {got[0]:.2f}x as fast as one before the "
             f"measurement and {got[1]:.2f}x after it: the machine's load changed"
         )
-    decision = decide(
+    judge = functools.partial(
+        decide,
         curves,
         capacity=capacity,
         cores=usable_cores(),
@@ -273,6 +280,19 @@ def diagnose(
         subinterpreters=runtime_info(find_others=False).subinterpreters,
         missing=measured.missing,
     )
+    decision = judge()
+    trials: tuple[ExecutorTrial, ...] = ()
+    if trial_executors and decision.verdict is not Verdict.INCONCLUSIVE and usable_cores() >= 2:
+        # The advice, measured: the same function through a pipeline on each executor.
+        trials = run_trials(
+            fn,
+            items,
+            thread_concurrency=decision.best_concurrency,
+            pool_concurrency=cal_level,
+            window_s=0.6 if quick else 1.5,
+            progress=progress,
+        )
+        decision = judge(trials=trials)
     target = address(fn)[0]
     name = target or repr(fn)
     return Diagnosis(
@@ -292,4 +312,5 @@ def diagnose(
         interpreter=_label(),
         parallel_capacity=None if capacity is None else capacity.speedup,
         capacity_level=0 if capacity is None else capacity.level,
+        executor_trials=trials,
     )

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ._records import SCHEMA_VERSION, Curve, ExecutorAdvice, Verdict
+from ._records import SCHEMA_VERSION, Curve, ExecutorAdvice, ExecutorTrial, Verdict
 from ._report import write_html
 
 __all__ = ["Diagnosis"]
@@ -37,6 +37,9 @@ class Diagnosis:
             of one alone (the ideal speedup the curves were judged against; ``None``
             where it was not measured).
         capacity_level: How many processes ``parallel_capacity`` ran (0: not measured).
+        executor_trials: The function run through a pipeline on each executor in the
+            diagnosing process; the recommendation is the fastest of them (empty where
+            the verdict was inconclusive or there is one core).
     """
 
     function: str
@@ -55,6 +58,7 @@ class Diagnosis:
     stage: str = ""
     parallel_capacity: float | None = None
     capacity_level: int = 0
+    executor_trials: tuple[ExecutorTrial, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready document; ``"verdict"`` holds the kebab-case label."""
@@ -81,6 +85,7 @@ class Diagnosis:
                     "speedup": round(self.parallel_capacity, 3),
                 }
             ),
+            "executor_trials": [asdict(t) for t in self.executor_trials],
             "curves": [c.to_dict() for c in self.curves],
         }
 
@@ -112,4 +117,5 @@ class Diagnosis:
             interpreter=data.get("interpreter", ""),
             parallel_capacity=(data.get("parallel_capacity") or {}).get("speedup"),
             capacity_level=(data.get("parallel_capacity") or {}).get("processes", 0),
+            executor_trials=tuple(ExecutorTrial(**t) for t in data.get("executor_trials", ())),
         )

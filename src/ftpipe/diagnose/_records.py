@@ -12,7 +12,15 @@ from dataclasses import asdict, dataclass, fields
 from enum import Enum
 from typing import Any
 
-__all__ = ["SCHEMA_VERSION", "Configuration", "Curve", "ExecutorAdvice", "Point", "Verdict"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Configuration",
+    "Curve",
+    "ExecutorAdvice",
+    "ExecutorTrial",
+    "Point",
+    "Verdict",
+]
 
 SCHEMA_VERSION = 1
 
@@ -211,3 +219,26 @@ class ExecutorAdvice:
 
     this_interpreter: str
     free_threaded: str
+
+
+@dataclass(frozen=True)
+class ExecutorTrial:
+    """The function run through a pipeline on one executor, in the diagnosing process.
+
+    Attributes:
+        executor: ``"thread"``, ``"process"`` or ``"interpreter"``.
+        concurrency: The stage's workers.
+        items_per_s: Outputs delivered per second after a warm-up (None: not measured).
+        status: ``"ok"``, ``"unavailable"`` (the function cannot run there) or ``"error"``.
+        message: Why it was not measured (empty when ``ok``).
+    """
+
+    executor: str
+    concurrency: int
+    items_per_s: float | None
+    status: str = "ok"
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.items_per_s is not None

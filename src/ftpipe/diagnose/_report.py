@@ -167,6 +167,17 @@ def _section(d: Diagnosis, plot: str | None) -> str:
             f"<p class=note>GIL re-enabled by: {html.escape(', '.join(d.gil_reenabled_by))}</p>"
         )
     parts += [f"<p class=note>{html.escape(n)}</p>" for n in d.notes]
+    if d.executor_trials:
+        rows = "".join(
+            f"<tr><td>{t.executor}</td><td>{t.concurrency}</td><td>"
+            + (f"{t.items_per_s:,.0f}" if t.items_per_s is not None else html.escape(t.status))
+            + f"</td><td>{html.escape(t.message[:200])}</td></tr>"
+            for t in d.executor_trials
+        )
+        parts.append(
+            "<p>Measured through a pipeline here:</p><table><tr><th>executor</th>"
+            f"<th>workers</th><th>items/s</th><th></th></tr>{rows}</table>"
+        )
     if plot is not None:
         parts.append(f"<div class=plot>{plot}</div>")
     parts.append(_curve_table(d) + "</section>")

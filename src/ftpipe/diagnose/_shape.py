@@ -42,7 +42,15 @@ from dataclasses import dataclass
 from ._capacity import Capacity
 from ._records import Curve, Point
 
-__all__ = ["Shape", "bounds_variants", "compared", "ideal_speedup", "shape", "unsteady"]
+__all__ = [
+    "Shape",
+    "best_concurrency",
+    "bounds_variants",
+    "compared",
+    "ideal_speedup",
+    "shape",
+    "unsteady",
+]
 
 LINEAR = 0.75  # fraction of the ideal speedup that counts as scaling
 GROWTH = 1.3  # CPU-per-item growth that counts as threads interfering
@@ -51,6 +59,7 @@ GAIN = 1.1  # below this speedup a curve is flat: modest CPU growth there is wai
 BUSY_ONE_CALL = 1.4  # cores one call keeps busy that count as internally parallel
 IDLE = 0.5  # idle cores that show the threads waited rather than starved
 NEIGHBOURS = 0.3  # cores used by other processes that can explain missing parallelism
+MARGIN = 0.15  # throughput gap past the core count that counts as real (not noise)
 UNSTEADY = 0.15  # a round's typical deviation from the median that makes a point unreliable
 
 
@@ -203,3 +212,21 @@ def bounds_variants(curve: Curve | None, cores: int) -> list[Curve | None]:
 def _bounds(p: Point) -> tuple[float, float]:
     """Where ``p``'s throughput may lie: its rounds' range when they scatter, else its median."""
     return _range(p) if unsteady(p) else (p.items_per_s, p.items_per_s)
+
+
+def best_concurrency(curve: Curve | None, cores: int) -> int:
+    """The smallest concurrency within 5% of the best throughput.
+
+    Levels past the core count compete only when they beat every level within it
+    by more than MARGIN: more threads than cores help work that waits, and then
+    clearly; a few percent there is round-to-round noise, not a reason for 4
+    threads on 2 cores.
+    """
+    if curve is None or not curve.ok:
+        return 1
+    within = [p for p in curve.points if p.concurrency <= cores] or list(curve.points)
+    top_within = max(p.items_per_s for p in within)
+    if any(p.items_per_s > (1 + MARGIN) * top_within for p in curve.points):
+        within = list(curve.points)
+    top = max(p.items_per_s for p in within)
+    return min(p.concurrency for p in within if p.items_per_s >= 0.95 * top)

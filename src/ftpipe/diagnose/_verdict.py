@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._capacity import MIN_CAPACITY, Capacity
-from ._records import Curve, ExecutorAdvice, Verdict
+from ._records import Curve, ExecutorAdvice, ExecutorTrial, Verdict
 from ._repeat import disagreement
-from ._shape import Shape, bounds_variants, compared, shape, unsteady
+from ._shape import Shape, best_concurrency, bounds_variants, compared, shape, unsteady
+from ._trials import fastest_trial, trial_summary
 
 __all__ = ["Decision", "decide"]
 
@@ -38,24 +39,6 @@ class Decision:
     limited: bool
     missing: str
     notes: tuple[str, ...]
-
-
-def _best(curve: Curve | None, cores: int) -> int:
-    """The smallest concurrency within 5% of the best throughput.
-
-    Levels past the core count compete only when they beat every level within it
-    by more than MARGIN: more threads than cores help work that waits, and then
-    clearly; a few percent there is round-to-round noise, not a reason for 4
-    threads on 2 cores.
-    """
-    if curve is None or not curve.ok:
-        return 1
-    within = [p for p in curve.points if p.concurrency <= cores] or list(curve.points)
-    top_within = max(p.items_per_s for p in within)
-    if any(p.items_per_s > (1 + MARGIN) * top_within for p in curve.points):
-        within = list(curve.points)
-    top = max(p.items_per_s for p in within)
-    return min(p.concurrency for p in within if p.items_per_s >= 0.95 * top)
 
 
 def _summary(curve: Curve, s: Shape) -> str:
@@ -199,12 +182,15 @@ def decide(
     subinterpreters: bool,
     missing: str = "",
     capacity: Capacity | None = None,
+    trials: Sequence[ExecutorTrial] = (),
 ) -> Decision:
     """Attribute the curves to a cause and advise a concurrency and an executor.
 
     ``capacity`` (measured next to the curves) replaces the core count as the ideal
     speedup; below ``MIN_CAPACITY`` the machine cannot run two things at once right
-    now and the verdict is inconclusive, whatever the curves say.
+    now and the verdict is inconclusive, whatever the curves say.  ``trials`` (the
+    function run through a pipeline on each executor here, ``_trials``) replace the
+    executor advice for this interpreter by the fastest one measured.
     """
     usable = [c for c in curves if c.ok and not c.repeat_of]
     repeats = [c for c in curves if c.ok and c.repeat_of]
@@ -321,12 +307,19 @@ def decide(
         numpy = any(c.uses_numpy for c in usable)
         here_exec = "process" if numpy or not subinterpreters else "interpreter"
     if verdict is Verdict.GIL_BOUND:
-        best = _best(no_gil, cores)
+        best = best_concurrency(no_gil, cores)
     elif verdict in (Verdict.INTERNALLY_PARALLEL,):
         best = 1
     else:
         here = no_gil if (here_free_threaded and here_gil_off) else (gil or no_gil)
-        best = _best(here, cores)
+        best = best_concurrency(here, cores)
+    measured = [t for t in trials if t.ok]
+    if measured and verdict is not Verdict.INCONCLUSIVE:
+        chosen = fastest_trial(measured)
+        here_exec, best = chosen.executor, chosen.concurrency
+        if here_free_threaded and here_gil_off:
+            ft_exec = here_exec  # measured on a free-threaded build with the GIL off
+        text += " Measured here through a pipeline: " + trial_summary(trials, chosen) + "."
     if verdict is Verdict.INCONCLUSIVE:
         text += f" Best measured: concurrency {best} (not a recommendation: the figures are not conclusive)."
     else:

@@ -1,0 +1,120 @@
+"""The executor advice, measured: run the function through a real pipeline on each executor.
+
+The curves say why a function does (not) scale with threads; which executor runs it
+fastest here also depends on what crossing to another process or interpreter costs
+(pickling its inputs and outputs) and on what threads cannot see (a module-level lock
+is one per process).  So the detector runs it the way a user would::
+
+    source: the cached inputs, cycled --> pipe(fn, executor=E, concurrency=k) --> count
+                                           thread       at the curve's best k
+                                           process      at the usable cores
+                                           interpreter  at the usable cores (where it imports)
+
+and counts the outputs delivered in a window after a warm-up (pool start-up and
+imports are not the steady state a long job runs in).  ``_verdict`` then
+recommends the fastest, keeping threads unless another executor is clearly faster.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .._engine import PipelineBuilder
+from .._engine._pipeline import Pipeline
+from ..executors import subinterpreters_available
+from ._records import ExecutorTrial
+
+__all__ = ["fastest_trial", "run_trials", "trial_summary"]
+
+_NAME = "trial"
+CLEARLY_FASTER = 1.1  # another executor must beat the thread trial by this to be advised
+
+
+def _rate(
+    fn: Callable[..., Any], items: Sequence[Any], executor: str, k: int, window_s: float
+) -> float:
+    """Outputs per second of ``pipe(fn, executor, concurrency=k)`` over ``items`` cycled."""
+    builder = (
+        PipelineBuilder()
+        .add_source(itertools.cycle(items))
+        .pipe(fn, executor=executor, concurrency=k, name=_NAME)
+        .add_sink()
+    )
+    # Pipeline(config), not build(): under diagnostic mode build() returns the profiler.
+    with Pipeline(builder.config()) as pipeline:
+        outputs = iter(pipeline)
+        next(outputs)  # the pool has started and the first call ran (imports, caches)
+        warm_until = time.perf_counter() + max(0.2, window_s / 2)
+        for _ in outputs:  # every worker busy, chunks grown: the steady state
+            if time.perf_counter() >= warm_until:
+                break
+        started = time.perf_counter()
+        deadline = started + window_s
+        n = 0
+        for _ in outputs:
+            n += 1
+            if time.perf_counter() >= deadline:
+                break
+        return n / (time.perf_counter() - started)
+
+
+def run_trials(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    *,
+    thread_concurrency: int,
+    pool_concurrency: int,
+    window_s: float,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[ExecutorTrial, ...]:
+    """Measure ``fn`` on the thread, process and interpreter executors; one trial each."""
+    plan = [("thread", thread_concurrency), ("process", pool_concurrency)]
+    trials: list[ExecutorTrial] = []
+    if subinterpreters_available():
+        plan.append(("interpreter", pool_concurrency))
+    else:
+        trials.append(
+            ExecutorTrial(
+                "interpreter", pool_concurrency, None, "unavailable", "no subinterpreters"
+            )
+        )
+    for executor, k in plan:
+        try:
+            rate = _rate(fn, items, executor, k, window_s)
+        except (TypeError, ValueError) as exc:  # pipe() refused it: cannot run there
+            trials.append(ExecutorTrial(executor, k, None, "unavailable", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - a failure there is a finding, not a crash
+            trials.append(ExecutorTrial(executor, k, None, "error", f"{type(exc).__name__}: {exc}"))
+        else:
+            trials.append(ExecutorTrial(executor, k, rate))
+            if progress:
+                progress(f"executor trial: {executor} x{k} {rate:.0f} items/s")
+    order = {"thread": 0, "process": 1, "interpreter": 2}
+    return tuple(sorted(trials, key=lambda t: order[t.executor]))
+
+
+def fastest_trial(measured: Sequence[ExecutorTrial]) -> ExecutorTrial:
+    """The thread trial, unless another executor is clearly faster (it costs more to run)."""
+    thread = next((t for t in measured if t.executor == "thread"), None)
+    top = max(measured, key=lambda t: t.items_per_s or 0.0)
+    if thread is None or (top.items_per_s or 0.0) >= CLEARLY_FASTER * (thread.items_per_s or 0.0):
+        return top
+    return thread
+
+
+def trial_summary(trials: Sequence[ExecutorTrial], chosen: ExecutorTrial) -> str:
+    parts = []
+    for t in trials:
+        if t.ok:
+            parts.append(f"{t.executor} x{t.concurrency} {t.items_per_s:,.0f} items/s")
+        elif t.status == "error":
+            parts.append(f"{t.executor} failed ({t.message[:80]})")
+    thread = next((t for t in trials if t.ok and t.executor == "thread"), None)
+    text = ", ".join(parts)
+    if chosen.executor != "thread" and thread is not None and thread.items_per_s:
+        ratio = (chosen.items_per_s or 0.0) / thread.items_per_s
+        text += f" (the {chosen.executor} executor ran {ratio:.2f}x the threads)"
+    return text
