@@ -30,7 +30,15 @@ from .._runtime import InterpreterInfo, find_interpreters, is_free_threaded
 from ._model import Curve, Point
 from ._sweep import PROGRESS, SweepSettings
 
-__all__ = ["Configuration", "forced_off", "only_ftpipe_path", "plan", "run_probe"]
+__all__ = [
+    "Configuration",
+    "child_environment",
+    "configurations_for",
+    "forced_off",
+    "only_ftpipe_path",
+    "plan",
+    "run_probe",
+]
 
 HOW_TO_GET_FT = (
     "a free-threaded interpreter (python3.13t); run tools/find-pythons.sh (builds CPython 3.13 "
@@ -85,6 +93,15 @@ def _for(info: InterpreterInfo, executable: str | None = None) -> list[Configura
             Configuration(f"{info.label} gil=1", "gil", exe, info.version, True, 1),
         ]
     return [Configuration(f"{info.label} GIL build", "gil-build", exe, info.version, False, None)]
+
+
+def configurations_for(info: InterpreterInfo, executable: str | None = None) -> list[Configuration]:
+    """The configurations one interpreter gives: a free-threaded build as it starts by
+    default (GIL off) and with ``-X gil=1``; a GIL build as itself.
+
+    ``executable`` replaces ``info.path`` (this interpreter as ``sys.executable`` names it).
+    """
+    return _for(info, executable)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -142,6 +159,17 @@ def only_ftpipe_path() -> str:
         return directory
 
 
+def child_environment() -> dict[str, str]:
+    """This process's environment less what another interpreter run must not inherit.
+
+    Each run chooses its own GIL mode (``PYTHON_GIL`` would override ``-X gil=``), and
+    diagnostic mode would turn the child's own pipelines into profilers.
+    """
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "FTPIPE_DIAGNOSTIC_MODE")
+    }
+
+
 def _pythonpath() -> str:
     """ftpipe alone plus the caller's non-installed sys.path entries (its project, tests)."""
     skip = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
@@ -183,9 +211,7 @@ def run_probe(
             "settings": {**settings.__dict__, "levels": list(settings.levels)},
         }
         Path(spec_path).write_text(json.dumps(spec))
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "FTPIPE_DIAGNOSTIC_MODE")
-        }
+        env = child_environment()
         env["PYTHONPATH"] = _pythonpath()
         env["FTPIPE_DIAGNOSE_PROBE"] = "1"
         tail: list[str] = []

@@ -11,7 +11,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Curve", "Diagnosis", "ExecutorAdvice", "Point", "Verdict", "SCHEMA_VERSION"]
+__all__ = [
+    "Curve",
+    "Diagnosis",
+    "ExecutorAdvice",
+    "Point",
+    "Verdict",
+    "SCHEMA_VERSION",
+    "executor_with_gil",
+]
 
 SCHEMA_VERSION = 1
 
@@ -147,6 +155,17 @@ class ExecutorAdvice:
 
     this_interpreter: str
     free_threaded: str
+
+
+def executor_with_gil(verdict: Verdict, *, uses_numpy: bool, subinterpreters: bool) -> str:
+    """The executor to advise where the GIL is on: ``"thread"``, ``"interpreter"`` or ``"process"``.
+
+    Only GIL-bound work needs to leave the threads: for subinterpreters, or for
+    processes where there are none or numpy is involved (numpy refuses subinterpreters).
+    """
+    if verdict is not Verdict.GIL_BOUND:
+        return "thread"
+    return "process" if uses_numpy or not subinterpreters else "interpreter"
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._capacity import MIN_CAPACITY
-from ._model import Curve, ExecutorAdvice, Point, Verdict
+from ._model import Curve, ExecutorAdvice, Point, Verdict, executor_with_gil
 
 __all__ = ["Capacity", "Shape", "decide", "ideal_speedup"]
 
@@ -459,9 +459,9 @@ def decide(
         text += " " + notes[-1][0].upper() + notes[-1][1:] + "."
     ft_exec = "thread"
     here_exec = "thread"
-    if verdict is Verdict.GIL_BOUND and not (here_free_threaded and here_gil_off):
+    if not (here_free_threaded and here_gil_off):
         numpy = any(c.uses_numpy for c in usable)
-        here_exec = "process" if numpy or not subinterpreters else "interpreter"
+        here_exec = executor_with_gil(verdict, uses_numpy=numpy, subinterpreters=subinterpreters)
     if verdict is Verdict.GIL_BOUND:
         best = _best(no_gil, cores)
     elif verdict in (Verdict.INTERNALLY_PARALLEL,):
