@@ -55,7 +55,8 @@ def _version_key(info: InterpreterInfo) -> tuple[int, ...]:
 
 def _labelled(info: InterpreterInfo) -> list[Configuration]:
     # "3.13 GIL", not the detector's "3.13 GIL build": the demo's table has a column per
-    # stock build found, and its JSON and page have always named them so.
+    # stock build found, which short headers keep within a terminal's width, and its
+    # JSON and page keep the names they have always had.
     return [
         replace(c, label=f"{info.label} GIL") if c.role == "gil-build" else c
         for c in configurations_for(info)
