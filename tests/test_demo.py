@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import ftpipe
-from ftpipe import _demo, _demo_report, _demo_table, _demo_workloads
-from ftpipe._demo_report import write_report
+from ftpipe._demo import _interpreters, _model, _pipeline, _report, _runner, _table, _workloads
+from ftpipe._demo._progress import Progress
+from ftpipe._demo._report import write_report
 from ftpipe._runtime import InterpreterInfo, is_free_threaded
 from ftpipe.diagnose import Configuration, Curve, Diagnosis, ExecutorAdvice, Point, Verdict
 
@@ -45,7 +46,7 @@ def _curve(config: Configuration, rates: list[float], *, numpy: bool = False) ->
 
 def _diagnosis(verdict: Verdict, curves: tuple[Curve, ...], title: str) -> Diagnosis:
     return Diagnosis(
-        function="ftpipe._demo_workloads:x",
+        function="ftpipe._demo._workloads:x",
         stage=title,
         verdict=verdict,
         explanation=f"because {verdict.value}",
@@ -57,10 +58,10 @@ def _diagnosis(verdict: Verdict, curves: tuple[Curve, ...], title: str) -> Diagn
     )
 
 
-def _result(pipelines: dict | None = None) -> _demo.DemoResult:
-    loop, add = _demo_workloads.WORKLOADS[0], _demo_workloads.WORKLOADS[1]
+def _result(pipelines: dict | None = None) -> _model.DemoResult:
+    loop, add = _workloads.WORKLOADS[0], _workloads.WORKLOADS[1]
     rows = (
-        _demo.Row(
+        _model.Row(
             loop,
             _diagnosis(
                 Verdict.GIL_BOUND,
@@ -73,7 +74,7 @@ def _result(pipelines: dict | None = None) -> _demo.DemoResult:
             ),
             {},
         ),
-        _demo.Row(
+        _model.Row(
             add,
             _diagnosis(
                 Verdict.INCONCLUSIVE,
@@ -83,13 +84,13 @@ def _result(pipelines: dict | None = None) -> _demo.DemoResult:
             {"3.13 GIL": "no numpy"},
         ),
     )
-    return _demo.DemoResult(
+    return _model.DemoResult(
         (FT, FT_GIL, STOCK), rows, pipelines or {}, cores=2, seconds=12.0, quick=True
     )
 
 
 def test_table_has_a_speedup_per_configuration_and_the_verdict() -> None:
-    rows = _demo_table.table_rows(_result())
+    rows = _table.table_rows(_result())
     assert rows[0] == [
         "workload",
         "3.13t",
@@ -113,7 +114,7 @@ def test_table_has_a_speedup_per_configuration_and_the_verdict() -> None:
 
 
 def test_text_output_names_the_ideal_and_explains_inconclusive_rows() -> None:
-    text = _demo_table.format_result(_result())
+    text = _table.format_result(_result())
     assert "Speedup of 2 threads over 1" in text
     assert "2.00x is perfect" in text
     assert "1 inconclusive" in text
@@ -132,7 +133,7 @@ def test_pipeline_rows_show_speedups_startup_and_errors() -> None:
         },
         "3.11 GIL": {"error": "did not finish within 60 s"},
     }
-    rows = _demo_table.pipeline_rows(_result(pipelines))
+    rows = _table.pipeline_rows(_result(pipelines))
     assert rows[1] == [
         "3.13t",
         "192 items/s",
@@ -150,12 +151,12 @@ def test_report_is_one_self_contained_page_with_a_section_per_workload(
     # Either way the page is whole: with matplotlib a plot per workload, without it
     # the tables and a note saying how to get the plots (and never both).
     svg = (lambda d: f"<svg data-stage='{d.stage}'></svg>") if plots else (lambda d: None)
-    monkeypatch.setattr(_demo_report, "svg_plot", svg)
+    monkeypatch.setattr(_report, "svg_plot", svg)
     page = write_report(_result(), tmp_path / "demo.html")
     text = page.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     assert "<script" not in text and "http://" not in text.replace("http://www.w3.org", "")
-    for workload in _demo_workloads.WORKLOADS[:2]:
+    for workload in _workloads.WORKLOADS[:2]:
         assert f"<section id={workload.key}>" in text
     assert text.count("<table>") == 2  # the battery and the configurations
     assert "Not measured on 3.13 GIL: numpy is not installed there" in text
@@ -178,7 +179,7 @@ def test_report_plots_come_from_matplotlib_when_it_is_installed(tmp_path: Path) 
 
 
 def test_json_document_round_trips(tmp_path: Path) -> None:
-    data = json.loads(json.dumps(_demo_table.to_dict(_result())))
+    data = json.loads(json.dumps(_table.to_dict(_result())))
     assert data["table"][1][4] == "gil-bound"
     assert Diagnosis.from_dict(data["workloads"][0]["diagnosis"]).verdict is Verdict.GIL_BOUND
     assert data["workloads"][1]["skipped"] == {"3.13 GIL": "no numpy"}
@@ -193,8 +194,8 @@ def test_configurations_pair_free_threaded_modes_and_list_stock_builds(
         InterpreterInfo("/opt/py/python3.13", "3.13.0", False),
         InterpreterInfo("/opt/py/python3.12", "3.12.1", False),
     )
-    monkeypatch.setattr(_demo, "find_interpreters", lambda: found)
-    labels = [c.label for c in _demo.configurations()]
+    monkeypatch.setattr(_interpreters, "find_interpreters", lambda: found)
+    labels = [c.label for c in _interpreters.configurations()]
     here = f"{sys.version_info.major}.{sys.version_info.minor}" + (
         "t" if is_free_threaded() else ""
     )
@@ -204,7 +205,7 @@ def test_configurations_pair_free_threaded_modes_and_list_stock_builds(
     assert stock[0] == "3.13 GIL"
     assert len(stock) == len({*stock})
     assert f"{here} GIL" in labels or here == "3.13t"
-    quick = [c.label for c in _demo.configurations(quick=True)]
+    quick = [c.label for c in _interpreters.configurations(quick=True)]
     quick_stock = [label for label in quick if label.endswith(" GIL")]
     expected = ["3.13 GIL"] if is_free_threaded() or here == "3.13" else ["3.13 GIL", f"{here} GIL"]
     assert quick_stock == expected
@@ -213,22 +214,22 @@ def test_configurations_pair_free_threaded_modes_and_list_stock_builds(
 def test_without_a_free_threaded_python_the_demo_says_how_to_get_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_demo, "find_interpreters", lambda: ())
-    monkeypatch.setattr(_demo, "is_free_threaded", lambda: False)
-    monkeypatch.setattr(_demo, "_version", lambda: "3.11.7")
-    configs = _demo.configurations()
+    monkeypatch.setattr(_interpreters, "find_interpreters", lambda: ())
+    monkeypatch.setattr(_interpreters, "is_free_threaded", lambda: False)
+    monkeypatch.setattr(_interpreters, "_version", lambda: "3.11.7")
+    configs = _interpreters.configurations()
     assert [c.role for c in configs] == ["gil-build"]
-    result = _demo.run_demo(workloads=[], pipelines=False, progress=_demo.Progress(sys.stderr))
-    assert _demo.HOW_TO_GET_FT in result.notes
-    assert "tools/find-pythons.sh" in _demo_table.format_result(result)
+    result = _runner.run_demo(workloads=[], pipelines=False, progress=Progress(sys.stderr))
+    assert _interpreters.NO_FREE_THREADED in result.notes
+    assert "tools/find-pythons.sh" in _table.format_result(result)
 
 
 def test_numpy_workloads_are_skipped_where_numpy_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_demo, "has_numpy", lambda executable: False)
-    add = _demo_workloads.WORKLOADS[1]
-    row = _demo._diagnose_row(add, [FT, STOCK], quick=True, progress=_demo.Progress(sys.stderr))
+    monkeypatch.setattr(_runner, "has_numpy", lambda executable: False)
+    add = _workloads.WORKLOADS[1]
+    row = _runner._diagnose_row(add, [FT, STOCK], quick=True, progress=Progress(sys.stderr))
     assert row.diagnosis is None
     assert row.skipped == {"3.13t": "no numpy", "3.13 GIL": "no numpy"}
     assert "numpy is not installed" in row.error
@@ -241,8 +242,8 @@ def test_has_numpy_asks_the_interpreter_itself() -> None:
         expected = False
     else:
         expected = True
-    assert _demo.has_numpy(sys.executable) is expected
-    assert _demo.has_numpy("/nonexistent/python") is False
+    assert _interpreters.has_numpy(sys.executable) is expected
+    assert _interpreters.has_numpy("/nonexistent/python") is False
 
 
 def test_demo_children_get_ftpipe_alone_on_their_path() -> None:
@@ -251,30 +252,30 @@ def test_demo_children_get_ftpipe_alone_on_their_path() -> None:
     Once ftpipe is installed that parent is site-packages: ``has_numpy`` on 3.11 found
     the 3.13t venv's numpy (and its runs imported it) instead of 3.11's own.
     """
-    first = Path(_demo._child_env()["PYTHONPATH"].split(os.pathsep)[0])
+    first = Path(_interpreters.child_env()["PYTHONPATH"].split(os.pathsep)[0])
     assert os.listdir(first) == ["ftpipe"], first
     assert (first / "ftpipe").resolve() == Path(ftpipe.__file__).resolve().parent
 
 
 def test_workloads_compute_and_name_themselves() -> None:
     # i * i % 7 repeats every 7 values of i: 0, 1, 4, 2, 2, 4, 1 (sum 14).
-    n = _demo_workloads.LOOP_N
-    assert _demo_workloads.pure_python(1) == 1 + 14 * (n // 7) + sum([0, 1, 4, 2, 2, 4, 1][: n % 7])
-    assert _demo_workloads.write_file(3) == _demo_workloads.FILE_BYTES
-    assert _demo_workloads.wait_io(5) == 5
-    keys = [w.key for w in _demo_workloads.WORKLOADS]
+    n = _workloads.LOOP_N
+    assert _workloads.pure_python(1) == 1 + 14 * (n // 7) + sum([0, 1, 4, 2, 2, 4, 1][: n % 7])
+    assert _workloads.write_file(3) == _workloads.FILE_BYTES
+    assert _workloads.wait_io(5) == 5
+    keys = [w.key for w in _workloads.WORKLOADS]
     assert keys == ["pure-python", "numpy-add", "numpy-dot", "write-file", "wait-io"]
-    for w in _demo_workloads.WORKLOADS:
+    for w in _workloads.WORKLOADS:
         # Probes and executors find them by module and name.
-        assert w.fn.__module__ == "ftpipe._demo_workloads"
-        assert getattr(_demo_workloads, w.fn.__name__) is w.fn
+        assert w.fn.__module__ == "ftpipe._demo._workloads"
+        assert getattr(_workloads, w.fn.__name__) is w.fn
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_pipeline_comparison_runs_every_executor_kind() -> None:
-    data = _demo_workloads.pipeline_timings(quick=True)
-    assert data["items"] == _demo_workloads.PIPE_ITEMS // 2
+    data = _pipeline.pipeline_timings(quick=True)
+    assert data["items"] == _pipeline.PIPE_ITEMS // 2
     for kind in ("thread", "process"):
         cell = data["kinds"][kind]
         assert "error" not in cell, cell

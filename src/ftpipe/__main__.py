@@ -1,7 +1,7 @@
 """The ``python -m ftpipe`` command line: ``doctor``, ``diagnose`` and ``demo``.
 
 ``doctor`` lives here; ``diagnose`` and ``demo`` hand their arguments, untouched,
-to ``ftpipe.diagnose._cli.main`` and ``ftpipe._demo.main``, imported only when
+to ``ftpipe.diagnose._cli.main`` and ``ftpipe._demo._cli.main``, imported only when
 asked for, so ``doctor`` keeps working (and stays fast) whatever they import.
 """
 
@@ -24,7 +24,7 @@ _DELEGATES = {
         "ftpipe.diagnose._cli",
         "find why a function does not scale (GIL or other contention)",
     ),
-    "demo": ("ftpipe._demo", "run a pipeline on every interpreter found and compare them"),
+    "demo": ("ftpipe._demo._cli", "run a pipeline on every interpreter found and compare them"),
 }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from ._records import Configuration, Curve
 from ._sweep import PROGRESS, SweepSettings
 
-__all__ = ["only_ftpipe_path", "run_probe"]
+__all__ = ["child_environment", "only_ftpipe_path", "run_probe"]
 
 
 _only_ftpipe_lock = threading.Lock()  # guards _only_ftpipe_dir
@@ -57,6 +57,17 @@ def only_ftpipe_path() -> str:
             shutil.copytree(package, link, ignore=shutil.ignore_patterns("__pycache__"))
         _only_ftpipe_dir = directory
         return directory
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment less what another interpreter run must not inherit.
+
+    Each run chooses its own GIL mode (``PYTHON_GIL`` would override ``-X gil=``), and
+    diagnostic mode would turn the child's own pipelines into profilers.
+    """
+    return {
+        k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "FTPIPE_DIAGNOSTIC_MODE")
+    }
 
 
 def _pythonpath() -> str:
@@ -107,9 +118,7 @@ def run_probe(
             "settings": settings.to_dict(),
         }
         Path(spec_path).write_text(json.dumps(spec))
-        env = {
-            k: v for k, v in os.environ.items() if k not in ("PYTHON_GIL", "FTPIPE_DIAGNOSTIC_MODE")
-        }
+        env = child_environment()
         env["PYTHONPATH"] = _pythonpath()
         env["FTPIPE_DIAGNOSE_PROBE"] = "1"
         tail: list[str] = []

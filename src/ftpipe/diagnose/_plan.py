@@ -17,7 +17,7 @@ from dataclasses import replace
 from .._runtime import InterpreterInfo, find_interpreters, is_free_threaded
 from ._records import Configuration
 
-__all__ = ["HOW_TO_GET_FT", "forced_off", "plan"]
+__all__ = ["HOW_TO_GET_FT", "configurations_for", "forced_off", "plan"]
 
 HOW_TO_GET_FT = (
     "a free-threaded interpreter (python3.13t); run tools/find-pythons.sh (builds CPython 3.13 "
@@ -35,7 +35,12 @@ def _short(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
-def _for(info: InterpreterInfo, executable: str | None = None) -> list[Configuration]:
+def configurations_for(info: InterpreterInfo, executable: str | None = None) -> list[Configuration]:
+    """The configurations one interpreter gives: a free-threaded build as it starts by
+    default (GIL off) and with ``-X gil=1``; a GIL build as itself.
+
+    ``executable`` replaces ``info.path`` (this interpreter as ``sys.executable`` names it).
+    """
     exe = executable or info.path
     if info.free_threaded:
         # The no-GIL run uses the build's default (GIL off unless an import turns it back
@@ -58,7 +63,7 @@ def plan() -> tuple[tuple[Configuration, ...], str]:
     )
     mine = os.path.realpath(sys.executable)
     others = [i for i in find_interpreters() if os.path.realpath(i.path) != mine]
-    configs = _for(here, sys.executable)
+    configs = configurations_for(here, sys.executable)
     want_ft = not here.free_threaded
     pool = [i for i in others if i.free_threaded == want_ft]
     # Prefer the same minor version (the cleanest comparison), then the newest.
@@ -67,6 +72,6 @@ def plan() -> tuple[tuple[Configuration, ...], str]:
         reverse=True,
     )
     if pool:
-        configs += _for(pool[0])
+        configs += configurations_for(pool[0])
     missing = HOW_TO_GET_FT if want_ft and not pool else ""
     return tuple(configs), missing

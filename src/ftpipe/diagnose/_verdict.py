@@ -22,7 +22,7 @@ from ._repeat import disagreement
 from ._shape import Shape, best_concurrency, bounds_variants, compared, shape, unsteady
 from ._trials import fastest_trial, trial_summary
 
-__all__ = ["Decision", "decide"]
+__all__ = ["Decision", "decide", "executor_with_gil"]
 
 MARGIN = 0.15  # speedup gap that counts as a real difference between curves
 REGRESSION = 0.8  # and the ratio below which no-GIL scaling counts as worse
@@ -125,6 +125,17 @@ def _combine(n: Shape | None, g: Shape | None) -> tuple[Verdict, str]:
     if worse and g is not None and g.kind == "linear":
         return Verdict.FT_REGRESSION, ""
     return Verdict.BLOCKING_CONTENTION, ""
+
+
+def executor_with_gil(verdict: Verdict, *, uses_numpy: bool, subinterpreters: bool) -> str:
+    """The executor to advise where the GIL is on: ``"thread"``, ``"interpreter"`` or ``"process"``.
+
+    Only GIL-bound work needs to leave the threads: for subinterpreters, or for
+    processes where there are none or numpy is involved (numpy refuses subinterpreters).
+    """
+    if verdict is not Verdict.GIL_BOUND:
+        return "thread"
+    return "process" if uses_numpy or not subinterpreters else "interpreter"
 
 
 def _check_repeats(
@@ -303,9 +314,9 @@ def decide(
         text += " " + notes[-1][0].upper() + notes[-1][1:] + "."
     ft_exec = "thread"
     here_exec = "thread"
-    if verdict is Verdict.GIL_BOUND and not (here_free_threaded and here_gil_off):
+    if not (here_free_threaded and here_gil_off):
         numpy = any(c.uses_numpy for c in usable)
-        here_exec = "process" if numpy or not subinterpreters else "interpreter"
+        here_exec = executor_with_gil(verdict, uses_numpy=numpy, subinterpreters=subinterpreters)
     if verdict is Verdict.GIL_BOUND:
         best = best_concurrency(no_gil, cores)
     elif verdict in (Verdict.INTERNALLY_PARALLEL,):

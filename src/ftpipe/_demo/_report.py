@@ -10,13 +10,12 @@ import html
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ._runtime import runtime_info
-from .diagnose._report import NO_MATPLOTLIB, svg_plot
-
-if TYPE_CHECKING:
-    from ._demo import DemoResult
+from .._runtime import runtime_info
+from ..diagnose._report import NO_MATPLOTLIB, svg_plot
+from ._interpreters import has_numpy
+from ._model import DemoResult
+from ._table import level, pipeline_rows, table_rows
 
 __all__ = ["write_report"]
 
@@ -84,8 +83,6 @@ def _pipeline_table(rows: Sequence[Sequence[str]], ideal: float) -> str:
 
 
 def _config_rows(result: DemoResult) -> list[list[str]]:
-    from ._demo import has_numpy
-
     rows = [["configuration", "interpreter", "version", "GIL", "numpy"]]
     for c in result.configurations:
         gil = {
@@ -107,8 +104,6 @@ def _config_rows(result: DemoResult) -> list[list[str]]:
 
 def write_report(result: DemoResult, path: Path) -> Path:
     """Write the demo's page to ``path`` and return it."""
-    from ._demo_table import level, pipeline_rows, table_rows
-
     k = level(result)
     info = runtime_info(find_others=False)
     parts = [

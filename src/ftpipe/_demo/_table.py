@@ -1,15 +1,14 @@
-"""The demo's text table and JSON document, made from a :class:`~ftpipe._demo.DemoResult`."""
+"""The demo's text table and JSON document, made from a :class:`~ftpipe._demo._model.DemoResult`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._runtime import is_free_threaded
-from .diagnose import Diagnosis, Verdict
-
-if TYPE_CHECKING:
-    from ._demo import DemoResult
+from .._runtime import is_free_threaded
+from ..diagnose import Diagnosis, Verdict
+from ..diagnose._verdict import executor_with_gil
+from ._model import DemoResult
 
 __all__ = [
     "executors",
@@ -29,32 +28,35 @@ def level(result: DemoResult) -> int:
 
 
 def speedup(d: Diagnosis, label: str, k: int) -> str:
-    """``"1.85x"`` for the configuration's best level not above ``k``, or its status."""
+    """``"1.85x"`` for the configuration's highest measured level not above ``k``, or its status.
+
+    The detector measures 1, 2, 4...: on 3 cores the table shows 2 threads.
+    """
     curve = next((c for c in d.curves if c.label == label), None)
     if curve is None:
         return "-"
     if not curve.ok:
         return curve.status
-    one = curve.point(1) or curve.points[0]
-    at = max((p for p in curve.points if p.concurrency <= k), key=lambda p: p.concurrency)
-    return f"{at.items_per_s / one.items_per_s:.2f}x"
+    level = max(p.concurrency for p in curve.points if p.concurrency <= k)
+    ratio = curve.speedup_at(level)
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def executors(d: Diagnosis) -> tuple[str, str]:
     """Recommended executor on a free-threaded build and on a GIL build.
 
     The detector advises for the interpreter it runs in and for 3.13t; when the demo
-    runs on 3.13t the GIL-build advice follows the detector's own rule: only
-    ``gil-bound`` work needs another executor there (processes when numpy is involved,
-    since numpy refuses subinterpreters).
+    runs on 3.13t, the GIL-build advice is the detector's rule for a GIL build
+    (``executor_with_gil``) on one with subinterpreters (3.13 and later): the column
+    names one executor for every GIL build, and the newest ones have them.
     """
     advice = d.recommended_executor
     if not is_free_threaded():
         return advice.free_threaded, advice.this_interpreter
-    if d.verdict is Verdict.GIL_BOUND:
-        numpy = any(c.uses_numpy for c in d.curves)
-        return advice.free_threaded, "process" if numpy else "interpreter"
-    return advice.free_threaded, advice.free_threaded
+    numpy = any(c.uses_numpy for c in d.curves)
+    return advice.free_threaded, executor_with_gil(
+        d.verdict, uses_numpy=numpy, subinterpreters=True
+    )
 
 
 def table_rows(result: DemoResult) -> list[list[str]]:
