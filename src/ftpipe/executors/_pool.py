@@ -69,6 +69,8 @@ class WorkerPool(Executor):
     """
 
     _kind = "worker"
+    # Numbers default names only: on 3.13t two pools created at the same instant may
+    # draw the same one (next() on a count is not guaranteed atomic there), which is harmless.
     _counter = itertools.count()
 
     def __init__(

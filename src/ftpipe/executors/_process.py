@@ -302,7 +302,8 @@ class ProcessExecutor(WorkerPool):
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes started so far."""
-        contexts: list[Any] = list(self._contexts)
+        with self._state.lock:  # submit() appends contexts under it
+            contexts: list[Any] = list(self._contexts)
         return [pid for pid in (c.pid for c in contexts) if pid is not None]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:

@@ -1,4 +1,18 @@
-"""The loop a ``ProcessExecutor`` worker process runs: receive a call, run it, reply."""
+"""The loop a ``ProcessExecutor`` worker process runs: receive a call, run it, reply.
+
+::
+
+    parent: worker thread i                         this process: worker_main()
+    Process.start() -------------------------------> die_with_parent(); SIGINT ignored;
+                                                     SIGTERM removes this worker's segments
+                    <--- hello: (True, None, "") | the initializer's (False, exception, traceback)
+    Endpoint.dumps((fn, args, kwargs)) ---pipe----> loads; lifeline.arm(); fn(*args, **kwargs);
+                                                     disarm()
+                    <--- reply: (ok, value | exception, traceback text); a chunk's failures are
+                         packed per input; a result that does not pickle fails its own call
+    b"" (stop) ------------------------------------> close the transport, return
+    parent gone (EOF, or the lifeline) ------------> remove this worker's segments, exit
+"""
 
 from __future__ import annotations
 
