@@ -236,6 +236,12 @@ ROWS = [
         ("max_workers", "0"),
     ),
     Row(
+        "process-max-workers-float",
+        lambda: executors().ProcessExecutor(max_workers=1.5),
+        TypeError,
+        ("max_workers", "1.5"),
+    ),
+    Row(
         "thread-initializer-not-callable",
         lambda: executors().ThreadExecutor(initializer=3),
         TypeError,
@@ -259,6 +265,12 @@ ROWS = [
         lambda: executors().run_in_subprocess(src().pipe(double), buffer_size=0),
         ValueError,
         ("buffer_size", "0"),
+    ),
+    Row(
+        "subprocess-buffer-str",
+        lambda: executors().run_in_subprocess(src().pipe(double), buffer_size="4"),
+        TypeError,
+        ("buffer_size", "'4'"),
     ),
     # -- detector -------------------------------------------------------------------------------
     Row("diagnose-not-callable", lambda: detector()(42, [1]), TypeError, ("callable", "42")),

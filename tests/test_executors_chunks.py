@@ -63,9 +63,12 @@ def test_map_chunksize_keeps_order_and_raises_at_the_failing_input(cls: Any) -> 
 
 
 @pytest.mark.parametrize("cls", EXECUTOR_CLASSES)
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "3"])
-def test_map_rejects_a_bad_chunksize(cls: Any, bad: Any) -> None:
-    with cls(1) as ex, pytest.raises(ValueError, match="chunksize"):
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [(0, ValueError), (-1, ValueError), (2.5, TypeError), (True, TypeError), ("3", TypeError)],
+)
+def test_map_rejects_a_bad_chunksize(cls: Any, bad: Any, error: type[Exception]) -> None:
+    with cls(1) as ex, pytest.raises(error, match="chunksize"):
         ex.map(w.square, range(3), chunksize=bad)
 
 

@@ -12,23 +12,23 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from ftpipe.executors import _shm
+from ftpipe.executors import _segments, _shm
 
-pytestmark = pytest.mark.skipif(not _shm._AVAILABLE, reason="no writable /dev/shm here")
+pytestmark = pytest.mark.skipif(not _segments.AVAILABLE, reason="no writable /dev/shm here")
 
 
 def _names(prefix: str) -> set[str]:
-    return {e for e in os.listdir(_shm.SHM_DIR) if e.startswith(prefix)}
+    return {e for e in os.listdir(_segments.SHM_DIR) if e.startswith(prefix)}
 
 
 @pytest.fixture
 def pair() -> Iterator[tuple[_shm.Endpoint, _shm.Endpoint]]:
-    prefix = _shm.new_prefix()
+    prefix = _segments.new_prefix()
     a, b = _shm.Endpoint(f"{prefix}a"), _shm.Endpoint(f"{prefix}b")
     yield a, b
     a.close()
     b.close()
-    _shm.sweep(prefix)
+    _segments.remove_segments(prefix)
     assert _names(prefix) == set()
 
 
@@ -50,7 +50,7 @@ def test_arrays_arrive_as_views_of_the_segment(pair) -> None:  # type: ignore[no
     name, ((offset, nbytes, _),) = used
     assert offset == 0 and nbytes == x.nbytes and name in _names(a.prefix)
     y[:4] = [42.0, 43.0, 44.0, 45.0]
-    with open(os.path.join(_shm.SHM_DIR, name), "rb") as segment:
+    with open(os.path.join(_segments.SHM_DIR, name), "rb") as segment:
         head = np.frombuffer(segment.read(16), dtype=np.float32)
     assert head.tolist() == [42.0, 43.0, 44.0, 45.0]
     assert x[:4].tolist() == [0.0, 1.0, 2.0, 3.0]
@@ -146,7 +146,7 @@ def test_free_list_is_bounded_and_the_peer_forgets_destroyed_segments(pair) -> N
     a, b = pair
     # Lent one at a time, never reusable (each larger than the last): MIN_FREE are kept.
     for i in range(_shm.MIN_FREE + 3):
-        one = [b.loads(a.dumps(np.zeros((1 << 16) + _shm._PAGE * i, dtype=np.uint8)))]
+        one = [b.loads(a.dumps(np.zeros((1 << 16) + _segments.PAGE * i, dtype=np.uint8)))]
         _release_all(a, b, one)
     assert len(a._free) == _shm.MIN_FREE
     assert len(_names(a.prefix)) == _shm.MIN_FREE
@@ -161,11 +161,11 @@ def test_free_list_is_bounded_and_the_peer_forgets_destroyed_segments(pair) -> N
 
 # shares a module-scoped executor/endpoint or counts process-wide threads, workers or segments
 @pytest.mark.thread_unsafe
-def test_sweep_removes_every_name_with_the_prefix(pair) -> None:  # type: ignore[no-untyped-def]
+def test_remove_segments_removes_every_name_with_the_prefix(pair) -> None:  # type: ignore[no-untyped-def]
     a, b = pair
     b.loads(a.dumps(np.zeros(1 << 18)))
     a.dumps(np.zeros(1 << 18))  # never received
-    assert _shm.sweep(a.prefix) == 2
+    assert _segments.remove_segments(a.prefix) == 2
 
 
 def test_a_view_dying_while_a_release_is_noted_does_not_deadlock(pair) -> None:  # type: ignore[no-untyped-def]

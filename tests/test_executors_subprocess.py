@@ -196,6 +196,8 @@ def test_what_cannot_move_is_refused_up_front() -> None:
             run_in_subprocess(own)
     with pytest.raises(ValueError, match="buffer_size"):
         run_in_subprocess(ftpipe.PipelineBuilder().add_source([1]), buffer_size=0)
+    with pytest.raises(TypeError, match="buffer_size"):
+        run_in_subprocess(ftpipe.PipelineBuilder().add_source([1]), buffer_size=2.0)  # type: ignore[arg-type]
 
 
 KILLED_CONSUMER = """

@@ -382,6 +382,12 @@ def test_cache_loader_steps_short_loaders_and_abandoned_epochs() -> None:
         ft.CacheLoader(iter([1]), 2)
     with pytest.raises(ValueError, match="num_batches"):
         ft.CacheLoader([1], 0)
+    with pytest.raises(TypeError, match="num_batches"):
+        ft.CacheLoader([1], 2.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="steps"):
+        ft.CacheLoader([1], 1, steps=0)
+    with pytest.raises(TypeError, match="steps"):
+        ft.CacheLoader([1], 1, steps="3")  # type: ignore[arg-type]
 
 
 def test_cache_loader_over_a_pipeline_trains_and_stops_the_pipeline() -> None:

@@ -7,12 +7,15 @@ pipeline in one child process).  Importing this package registers the
 ``"process"`` and ``"interpreter"`` kinds with the engine.
 """
 
-from ._interpreter import InterpreterExecutor, subinterpreters_available
+from ._context import BrokenWorkerError
+from ._interpreter import InterpreterExecutor
 from ._kinds import register_kinds
-from ._pool import BrokenWorkerError, ThreadExecutor, WorkerPool
+from ._pool import WorkerPool
 from ._process import ProcessExecutor
 from ._remote import RemoteTraceback
+from ._subinterpreters import subinterpreters_available
 from ._subprocess import SubprocessPipeline, run_in_subprocess
+from ._thread import ThreadExecutor
 
 register_kinds()
 

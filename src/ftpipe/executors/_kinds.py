@@ -8,9 +8,10 @@ from typing import Any
 
 from .._engine import ExecutorKind, register_executor_kind
 from ._callables import check_importable, check_picklable
-from ._interpreter import InterpreterExecutor, subinterpreters_available, unavailable_reason
+from ._interpreter import InterpreterExecutor
 from ._pool import WorkerPool
 from ._process import ProcessExecutor
+from ._subinterpreters import subinterpreters_available, unavailable_reason
 
 __all__ = ["register_kinds"]
 

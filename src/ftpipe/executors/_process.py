@@ -25,7 +25,7 @@ Failure paths:
 - A pipeline stops the executor it created (``_terminate``): a child inside a
   call is killed at once (``interrupt``), and its worker thread sees EOF as above.
 - Whatever happens, the worker thread reaps its child and unlinks every
-  segment with its prefix that nobody attached (``_shm.sweep``).
+  segment with its prefix that nobody attached (``_segments.remove_segments``).
 
 Workers start with ``forkserver`` (Linux) or ``spawn``, never ``fork``: forking a
 process with threads can copy a lock held by another thread.
@@ -43,8 +43,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .._engine._calls import call_chunk, unpack_failures
-from . import _shm
-from ._pool import BrokenWorkerError, WorkerContext, WorkerPool
+from . import _segments, _shm
+from ._context import BrokenWorkerError, WorkerContext
+from ._pool import WorkerPool
 from ._remote import unpack_exception
 
 __all__ = ["ProcessExecutor", "default_start_method", "describe_exit"]
@@ -236,7 +237,7 @@ class ProcessContext:
             self._conn.close()
         # Both sides' segments: live views keep their mappings, names must go.
         self._endpoint.close()
-        _shm.sweep(self._prefix)
+        _segments.remove_segments(self._prefix)
 
 
 def _label(fn: Callable[..., Any], args: tuple[Any, ...] = ()) -> str:
@@ -283,7 +284,7 @@ class ProcessExecutor(WorkerPool):
             )
         super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
         self._start_method = method
-        self._prefix = _shm.new_prefix()
+        self._prefix = _segments.new_prefix()
 
     @property
     def shm_prefix(self) -> str:
@@ -301,10 +302,11 @@ class ProcessExecutor(WorkerPool):
 
     def worker_pids(self) -> list[int]:
         """Process ids of the worker processes started so far."""
-        contexts: list[Any] = list(self._contexts)
+        with self._state.lock:  # submit() appends contexts under it
+            contexts: list[Any] = list(self._contexts)
         return [pid for pid in (c.pid for c in contexts) if pid is not None]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)
         if wait:
-            _shm.sweep(self._prefix)
+            _segments.remove_segments(self._prefix)

@@ -1,4 +1,18 @@
-"""The loop a ``ProcessExecutor`` worker process runs: receive a call, run it, reply."""
+"""The loop a ``ProcessExecutor`` worker process runs: receive a call, run it, reply.
+
+::
+
+    parent: worker thread i                         this process: worker_main()
+    Process.start() -------------------------------> die_with_parent(); SIGINT ignored;
+                                                     SIGTERM removes this worker's segments
+                    <--- hello: (True, None, "") | the initializer's (False, exception, traceback)
+    Endpoint.dumps((fn, args, kwargs)) ---pipe----> loads; lifeline.arm(); fn(*args, **kwargs);
+                                                     disarm()
+                    <--- reply: (ok, value | exception, traceback text); a chunk's failures are
+                         packed per input; a result that does not pickle fails its own call
+    b"" (stop) ------------------------------------> close the transport, return
+    parent gone (EOF, or the lifeline) ------------> remove this worker's segments, exit
+"""
 
 from __future__ import annotations
 
@@ -11,7 +25,8 @@ from typing import Any
 from .._engine._calls import call_chunk, pack_failures
 from ._lifeline import die_with_parent
 from ._remote import pack_exception, portable_chunk
-from ._shm import Endpoint, sweep, sweep_on_sigterm
+from ._segments import remove_segments, remove_segments_on_sigterm
+from ._shm import Endpoint
 
 __all__ = ["worker_main"]
 
@@ -34,16 +49,16 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
 
     Args:
         conn: This worker's end of its duplex pipe to the parent thread.
-        prefix: Shared-memory name prefix of this worker (the parent sweeps it).
+        prefix: Shared-memory name prefix of this worker (the parent removes its segments).
         init_blob: ``pickle((initializer, initargs))``; initializer may be None.
     """
     # Die with the parent, even mid-call.  Arming PR_SET_PDEATHSIG around calls is
     # safe here: the thread that started this process, a pool worker thread,
     # outlives it.
-    lifeline = die_with_parent(lambda: sweep(prefix))
+    lifeline = die_with_parent(lambda: remove_segments(prefix))
     # Ctrl-C goes to the whole process group: let the parent decide how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sweep_on_sigterm(prefix)
+    remove_segments_on_sigterm(prefix)
     where = f"in worker process {os.getpid()}"
     transport = Endpoint(f"{prefix}c")
     try:
@@ -64,7 +79,7 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
         try:
             message = conn.recv_bytes()
         except (EOFError, OSError):  # the parent is gone: nobody else will clean up
-            sweep(prefix)
+            remove_segments(prefix)
             return
         if not message:
             transport.close()
@@ -91,5 +106,5 @@ def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
         try:
             conn.send_bytes(reply)
         except (EOFError, OSError):
-            sweep(prefix)
+            remove_segments(prefix)
             return

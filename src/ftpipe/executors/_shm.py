@@ -2,9 +2,9 @@
 
 Each side of a connection holds an ``Endpoint``.  ``dumps`` pickles with
 protocol 5: every out-of-band buffer (numpy arrays, ``PickleBuffer``) of at
-least ``threshold`` bytes, and every ``bytes`` / ``bytearray`` that large (looked
-for only when the pickle came out large), is copied once into a segment the *sender owns*; the pickle only
-names it.  ``loads`` maps the peer's segment (once: mappings are cached) and
+least ``threshold`` bytes, and every ``bytes`` / ``bytearray`` that large
+(looked for only when the pickle came out large), is copied once into a segment
+the *sender owns*; the pickle only names it.  ``loads`` maps the peer's segment (once: mappings are cached) and
 hands the unpickler a view, so a numpy array arrives without a second copy.
 
 ::
@@ -20,11 +20,9 @@ it overwritten.  Fresh tmpfs pages cost far more than a memcpy (~8 ms vs
 ~0.3 ms per 8 MiB on the CI machines), which is why segments are recycled
 rather than created per message.
 
-Why files under ``/dev/shm`` and not ``multiprocessing.shared_memory``: nothing
-here needs the resource tracker (which warns about, and on 3.11/3.12 unlinks,
-segments it did not create).  Every name carries its worker's prefix, and the
-owner of a connection sweeps that prefix once both sides are gone
-(``sweep``); live views stay valid after the name is unlinked.
+Segments are files under ``/dev/shm`` (``_segments``): every name carries its
+worker's prefix, and the owner of a connection removes every segment with that
+prefix once both sides are gone (``remove_segments``).
 
 On systems without ``/dev/shm`` everything is pickled in band.
 """
@@ -34,17 +32,15 @@ from __future__ import annotations
 import io
 import itertools
 import mmap
-import os
 import pickle
-import secrets
-import signal
 import weakref
 from collections import deque
 from typing import Any
 
-__all__ = ["DEFAULT_THRESHOLD", "Endpoint", "new_prefix", "sweep", "sweep_on_sigterm"]
+from ._segments import AVAILABLE, PAGE, map_segment, unlink_segment
 
-SHM_DIR = "/dev/shm"
+__all__ = ["DEFAULT_THRESHOLD", "MAX_FREE", "MIN_FREE", "Endpoint"]
+
 DEFAULT_THRESHOLD = 64 * 1024  # below this, a pipe write is cheaper than a segment
 # Free segments an owner keeps for reuse: MIN_FREE, or as many as it ever had lent at
 # once (a consumer holding N results needs N), up to MAX_FREE; more are unlinked.
@@ -52,69 +48,6 @@ DEFAULT_THRESHOLD = 64 * 1024  # below this, a pipe write is cheaper than a segm
 # 8 MiB here), and the memory kept never exceeds what was already in use at the peak.
 MIN_FREE = 8
 MAX_FREE = 32
-_AVAILABLE = os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
-# MAP_POPULATE faults the pages in with one kernel call instead of one fault per page.
-_FLAGS = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-_PAGE = mmap.PAGESIZE
-
-
-def new_prefix() -> str:
-    """Return a segment-name prefix unique to one executor (or pipeline) in this process."""
-    return f"ftpipe-{os.getpid()}-{secrets.token_hex(4)}-"
-
-
-def sweep(prefix: str) -> int:
-    """Unlink every segment whose name starts with ``prefix``; return how many."""
-    if not _AVAILABLE:
-        return 0
-    removed = 0
-    for entry in os.listdir(SHM_DIR):
-        if entry.startswith(prefix):
-            try:
-                os.unlink(os.path.join(SHM_DIR, entry))
-                removed += 1
-            except FileNotFoundError:  # the peer swept it first
-                pass
-    return removed
-
-
-def sweep_on_sigterm(prefix: str) -> None:
-    """In a child process: on SIGTERM, unlink ``prefix``'s segments, then die of SIGTERM.
-
-    A SIGTERM sent to a whole process group (a job scheduler stopping a job,
-    ``timeout``) kills the parent at the same moment, and nobody else would
-    remove these segments.  The handler runs between bytecodes, so a worker
-    inside a long native call dies when the call returns (or by SIGKILL).
-    """
-
-    def handler(signum: int, frame: object) -> None:
-        sweep(prefix)
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _map(name: str, size: int, create: bool) -> mmap.mmap:
-    path = os.path.join(SHM_DIR, name)
-    fd = os.open(path, (os.O_CREAT | os.O_EXCL | os.O_RDWR) if create else os.O_RDWR, 0o600)
-    try:
-        if create:
-            os.ftruncate(fd, size)
-        return mmap.mmap(fd, size, flags=_FLAGS)
-    except BaseException:
-        if create:
-            os.unlink(path)
-        raise
-    finally:
-        os.close(fd)
-
-
-def _unlink(name: str) -> None:
-    try:
-        os.unlink(os.path.join(SHM_DIR, name))
-    except FileNotFoundError:
-        pass
 
 
 def _copy(m: mmap.mmap, data: memoryview, offset: int = 0) -> None:
@@ -205,7 +138,7 @@ class Endpoint:
     def dumps(self, obj: Any) -> bytes:
         """Pickle ``obj``; its large buffers are copied into one segment this side owns."""
         notices = (_drain(self._released), _drain(self._destroyed))
-        if not _AVAILABLE:
+        if not AVAILABLE:
             return pickle.dumps((pickle.dumps(obj, protocol=5), (), notices), protocol=5)
         try:
             payload, found = self._pickle(obj)
@@ -238,9 +171,9 @@ class Endpoint:
         if best is not None:
             capacity, name, m = self._free.pop(best)
         else:
-            capacity = -(-size // _PAGE) * _PAGE
+            capacity = -(-size // PAGE) * PAGE
             name = f"{self.prefix}{next(self._counter)}"
-            m = _map(name, capacity, create=True)
+            m = map_segment(name, capacity, create=True)
         self._lent[name] = (capacity, m)
         self._peak = max(self._peak, len(self._lent))
         return name, m
@@ -276,7 +209,7 @@ class Endpoint:
         if len(self._free) > min(MAX_FREE, max(MIN_FREE, self._peak)):
             _, old, m = self._free.pop(0)
             m.close()
-            _unlink(old)
+            unlink_segment(old)
             self._destroyed.append(old)
 
     # -- receiving -------------------------------------------------------------------
@@ -294,7 +227,7 @@ class Endpoint:
         end = layout[-1][0] + layout[-1][1]
         m = self._peer.get(name)
         if m is None or len(m) < end:
-            m = self._peer[name] = _map(name, end, create=False)
+            m = self._peer[name] = map_segment(name, end, create=False)
         whole = self._view(name, m, end)
         if whole is None:  # nothing can tell us when a view dies: copy, release now
             whole = memoryview(bytearray(memoryview(m)[:end]))
@@ -320,17 +253,13 @@ class Endpoint:
     def _note_release(self, name: str) -> None:
         self._released.append(name)
 
-    def pending_notices(self) -> bool:
-        """Whether release notices are waiting to ride on the next message."""
-        return bool(self._released or self._destroyed)
-
     def close(self) -> None:
         """Unmap what no view holds and unlink this side's segments."""
         for _, name, m in self._free:
             m.close()
-            _unlink(name)
+            unlink_segment(name)
         for name in self._lent:
-            _unlink(name)
+            unlink_segment(name)
         self._free.clear()
         self._lent.clear()
         self._peer.clear()

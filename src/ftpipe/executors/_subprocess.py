@@ -7,7 +7,7 @@ with each other in the child, not with the training loop's thread here::
     SubprocessPipeline.__next__ <--- pipe: b"i" + Endpoint pickle (arrays in /dev/shm)
                                 <--- b"e" + (exception, traceback) | b"d" (done)
     every buffer_size // 2 items --- n more credits + released segments --->  sends only with credit
-    close() / break / __exit__  --- b"" (stop) ---> leaves `with pipeline`; reaped; segments swept
+    close() / break / __exit__  --- b"" (stop) ---> leaves `with pipeline`; reaped; segments removed
 
 Credits bound how far the child runs ahead (``buffer_size`` items), so a fast
 pipeline cannot fill ``/dev/shm`` while the consumer is busy.
@@ -25,10 +25,11 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
-from . import _shm
+from .._validate import positive_int
+from . import _segments, _shm
 from ._callables import check_picklable
+from ._context import BrokenWorkerError
 from ._lifeline import die_with_parent
-from ._pool import BrokenWorkerError
 from ._process import default_start_method, describe_exit, reap
 from ._remote import pack_exception, unpack_exception
 
@@ -79,7 +80,7 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
     # Die with the parent even while a stage is busy.  Never armed (no
     # PR_SET_PDEATHSIG): under spawn it would follow the consumer's thread that
     # started us, which may end first.
-    die_with_parent(lambda: _shm.sweep(prefix))
+    die_with_parent(lambda: _segments.remove_segments(prefix))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stop)
     transport = _shm.Endpoint(f"{prefix}c")
@@ -109,10 +110,10 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
             return
         _send(conn, b"d")
     except _ParentGone:
-        _shm.sweep(prefix)  # nobody else will clean up
+        _segments.remove_segments(prefix)  # nobody else will clean up
     except _Terminated:
         # A SIGTERM to the whole process group takes the parent too: clean up here.
-        _shm.sweep(prefix)
+        _segments.remove_segments(prefix)
         raise
 
 
@@ -126,7 +127,7 @@ class SubprocessPipeline:
     def __init__(self, config: Any, *, buffer_size: int, start_method: str | None) -> None:
         blob = _pickle_config(config)
         ctx = multiprocessing.get_context(start_method or default_start_method())
-        self._prefix = _shm.new_prefix()
+        self._prefix = _segments.new_prefix()
         self._conn, child_end = ctx.Pipe(duplex=True)
         self._proc = ctx.Process(  # type: ignore[attr-defined]
             target=pipeline_main,
@@ -210,9 +211,9 @@ def _close(conn: Connection, proc: Any, prefix: str) -> None:
             proc.terminate()
     reap(proc, timeout=1.0)  # then SIGKILL: close() must not wait on a stuck stage
     conn.close()
-    _shm.sweep(prefix)
-    # Segments of the child's own executors carry the child's pid (see _shm.new_prefix).
-    _shm.sweep(f"ftpipe-{proc.pid}-")
+    _segments.remove_segments(prefix)
+    # Segments of the child's own executors carry the child's pid (see _segments.new_prefix).
+    _segments.remove_segments(f"ftpipe-{proc.pid}-")
     proc.close()
 
 
@@ -258,10 +259,11 @@ def run_in_subprocess(
 
     Raises:
         TypeError: The source, a stage function or a stage executor cannot move
-            to a child process; the message names which.
+            to a child process (the message names which), or ``buffer_size`` is
+            not an int.
+        ValueError: ``buffer_size`` is below 1, or ``start_method`` is unknown.
     """
-    if isinstance(buffer_size, bool) or not isinstance(buffer_size, int) or buffer_size < 1:
-        raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
+    positive_int(buffer_size, "buffer_size")
     if start_method not in (None, "forkserver", "spawn"):
         raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
     config = builder.config() if hasattr(builder, "config") else builder

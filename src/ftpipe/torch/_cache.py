@@ -17,6 +17,8 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from .._validate import positive_int
+
 __all__ = ["CacheLoader"]
 
 
@@ -37,15 +39,15 @@ class CacheLoader:
         steps: Batches per epoch (default: ``len(loader)``).
 
     Raises:
-        ValueError: ``num_batches`` or ``steps`` is not a positive int.
-        TypeError: ``steps`` is not given and ``loader`` has no ``len()``.
+        TypeError: ``num_batches`` or ``steps`` is not an int, or ``steps`` is
+            not given and ``loader`` has no ``len()``.
+        ValueError: ``num_batches`` or ``steps`` is below 1.
     """
 
     def __init__(
         self, loader: Iterable[Any], num_batches: int, *, steps: int | None = None
     ) -> None:
-        if isinstance(num_batches, bool) or not isinstance(num_batches, int) or num_batches < 1:
-            raise ValueError(f"num_batches must be a positive int, got {num_batches!r}")
+        positive_int(num_batches, "num_batches")
         if steps is None:
             try:
                 steps = len(loader)  # type: ignore[arg-type]
@@ -54,8 +56,7 @@ class CacheLoader:
                     f"CacheLoader needs steps= (batches per epoch): the loader "
                     f"({type(loader).__name__}) has no len()"
                 ) from None
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        positive_int(steps, "steps")
         self._loader = loader
         self._num_batches = num_batches
         self._steps = steps
