@@ -2,7 +2,7 @@
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
-from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
+from ._executor_kinds import ExecutorKind, executor_kind_names, register_executor_kind
 from ._pipeline import Pipeline, stop_all_pipelines
 from ._stats import PipelineStats, StageStats
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from ._executors import executor_kind, executor_kind_names
+from ._executor_kinds import executor_kind, executor_kind_names
 
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
 

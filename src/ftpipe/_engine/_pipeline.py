@@ -23,7 +23,7 @@ from typing import Any
 
 from ._channel import Channel, EndOfStream, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
-from ._executors import ExecutorKind, executor_kind
+from ._executor_kinds import ExecutorKind, executor_kind
 from ._source import start_source
 from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
 from ._workers import StageRuntime, start_stage, worker_count
