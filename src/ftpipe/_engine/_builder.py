@@ -9,6 +9,7 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .._validate import positive_int
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
 
 if TYPE_CHECKING:
@@ -128,12 +129,7 @@ class PipelineBuilder:
     def aggregate(self, n: int, *, drop_last: bool = False) -> Self:
         """Group items into lists of ``n``; the last list may be shorter unless ``drop_last``."""
         label = f"{len(self._stages)}:aggregate({n!r})"
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(
-                f"stage {label!r}: aggregate size must be a positive int, got {type(n).__name__} {n!r}"
-            )
-        if n < 1:
-            raise ValueError(f"stage {label!r}: aggregate size must be a positive int, got {n!r}")
+        positive_int(n, f"stage {label!r}: aggregate size")
         self._add(self._builtin(StageKind.AGGREGATE, label, size=n, drop_last=bool(drop_last)))
         return self
 
@@ -155,12 +151,7 @@ class PipelineBuilder:
         if buffer_size is None:
             self._sink_buffer_size = None
             return self
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-            raise TypeError(
-                f"sink: buffer_size must be a positive int, got {type(buffer_size).__name__} {buffer_size!r}"
-            )
-        if buffer_size < 1:
-            raise ValueError(f"sink: buffer_size must be a positive int, got {buffer_size!r}")
+        positive_int(buffer_size, "sink: buffer_size")
         self._sink_buffer_size = buffer_size
         return self
 

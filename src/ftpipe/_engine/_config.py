@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from .._validate import positive_int
 from ._executor_kinds import executor_kind, executor_kind_names
 
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
@@ -59,16 +60,6 @@ def classify_fn(fn: Callable[..., Any]) -> FnKind:
         if call is not None and inspect.isgeneratorfunction(call):
             return FnKind.GENERATOR
     return FnKind.FUNCTION
-
-
-def _positive_int(value: object, what: str, stage: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"stage {stage!r}: {what} must be a positive int, got {type(value).__name__} {value!r}"
-        )
-    if value < 1:
-        raise ValueError(f"stage {stage!r}: {what} must be a positive int, got {value!r}")
-    return value
 
 
 def _stage_label(fn: Callable[..., Any]) -> str:
@@ -140,7 +131,7 @@ class StageConfig:
             raise TypeError(f"stage {index}: name must be a non-empty str, got {name!r}")
         if not callable(fn):
             raise TypeError(f"stage {label!r}: fn must be callable, got {type(fn).__name__} {fn!r}")
-        _positive_int(concurrency, "concurrency", label)
+        positive_int(concurrency, f"stage {label!r}: concurrency")
         if not isinstance(ordered, bool):
             raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
         if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
@@ -198,7 +189,7 @@ class StageConfig:
 def _buffer_size(value: int | None, label: str, *, default: int) -> int:
     if value is None:
         return default
-    return _positive_int(value, "buffer_size", label)
+    return positive_int(value, f"stage {label!r}: buffer_size")
 
 
 @dataclass(frozen=True)
