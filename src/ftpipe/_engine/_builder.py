@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from .._validate import positive_int
+from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
 
 if TYPE_CHECKING:
@@ -136,7 +137,10 @@ class PipelineBuilder:
     def disaggregate(self) -> Self:
         """Flatten each incoming iterable (e.g. an aggregated list) into its items."""
         label = f"{len(self._stages)}:disaggregate"
-        self._add(self._builtin(StageKind.DISAGGREGATE, label))
+        # A generator stage over the engine's flatten: it runs as any generator does.
+        self._add(
+            self._builtin(StageKind.DISAGGREGATE, label, fn=flatten, fn_kind=FnKind.GENERATOR)
+        )
         return self
 
     def add_sink(self, *, buffer_size: int | None = None) -> Self:

@@ -73,7 +73,8 @@ class StageConfig:
     Attributes:
         name: Unique name within the pipeline (used in stats, errors and reports).
         kind: ``pipe``, ``aggregate`` or ``disaggregate``.
-        fn: The stage function (None for aggregate / disaggregate).
+        fn: The stage function (None for aggregate; the engine's ``flatten`` for
+            disaggregate, a generator function).
         fn_kind: How ``fn`` produces outputs.
         concurrency: Calls in flight at once (worker threads, or coroutines for async).
         executor: None for the engine's own threads, a registered kind name, or a

@@ -1,8 +1,8 @@
-"""``Pipeline``: start the workers, hand results to the consumer, stop cleanly.
+"""``Pipeline``: what the user holds; it starts a run, hands its results over, stops it.
 
 ::
 
-    Pipeline (what the user holds)          _Run (what the threads hold)
+    Pipeline (what the user holds)          Run (what the threads hold, _run.py)
       __iter__/__next__ ── sink.get() ──►     channels, stage runtimes, threads,
       stats()                                 owned executors, first error
       close() / with-exit ───────────────►    stop(): stop channels, wake waiters
@@ -22,13 +22,14 @@ from time import perf_counter
 from typing import Any
 
 from ._channel import Channel, EndOfStream, Stopped
-from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
+from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
-from ._source import start_source
-from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
-from ._workers import StageRuntime, start_stage, worker_count
+from ._plan import start_stage, worker_plan
+from ._source import Source
+from ._stage import StageRuntime
+from ._stats import PipelineStats, find_bottleneck, merge
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "PipelineIterator", "stop_all_pipelines"]
 
 # Every run started and not yet joined, so interpreter exit can stop them (threads
 # are daemons and would otherwise be frozen mid-call).  Weak: an abandoned run whose
@@ -37,24 +38,24 @@ __all__ = ["Pipeline"]
 # build), and its weakref callbacks can run in any thread at any time.  Plain weak
 # references without callbacks, keyed by id(), pruned when a run is added.
 _live_lock = threading.Lock()  # guards _live_runs
-_live_runs: dict[int, weakref.ref[_Run]] = {}
+_live_runs: dict[int, weakref.ref[Run]] = {}
 
 
-def _register(run: _Run) -> None:
+def _register(run: Run) -> None:
     with _live_lock:
         for key in [key for key, ref in _live_runs.items() if ref() is None]:
             del _live_runs[key]
         _live_runs[id(run)] = weakref.ref(run)
 
 
-def _unregister(run: _Run) -> None:
+def _unregister(run: Run) -> None:
     with _live_lock:
         ref = _live_runs.get(id(run))
         if ref is not None and ref() is run:
             del _live_runs[id(run)]
 
 
-def _live() -> list[_Run]:
+def _live() -> list[Run]:
     with _live_lock:
         refs = list(_live_runs.values())
     return [run for run in (ref() for ref in refs) if run is not None]
@@ -83,7 +84,7 @@ def _stop_all_at_exit() -> None:
     stop_all_pipelines(timeout=2.0)
 
 
-class _Run:
+class Run:
     """The running state of one pipeline: what its threads reference."""
 
     def __init__(self, config: PipelineConfig) -> None:
@@ -100,32 +101,25 @@ class _Run:
         self.started = perf_counter()
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
+        self.source = Source(config)
+        self.channels.append(self.source.channel)
+        inbox = self.source.channel
         stages = config.stages
-        capacity = (
-            max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency)
-            if stages
-            else config.sink_buffer_size
-        )
-        self.source_out = Channel(capacity, ordered=False)
-        self.channels.append(self.source_out)
-        inbox = self.source_out
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
-            workers = worker_count(cfg)
             outbox = Channel(
                 config.sink_buffer_size if last else cfg.buffer_size,
                 ordered=cfg.ordered,
-                producers=workers,
+                producers=worker_plan(cfg).count,
             )
             self.channels.append(outbox)
             self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
             inbox = outbox
         self.sink = inbox
-        self.source_counters: WorkerCounters | None = None
 
-    def _executor_for(self, cfg: Any) -> Executor | None:
+    def _executor_for(self, cfg: StageConfig) -> Executor | None:
         if cfg.executor is None or isinstance(cfg.executor, Executor):
-            return cfg.executor  # type: ignore[no-any-return]
+            return cfg.executor
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
         executor = kind.create(cfg.concurrency, cfg.name)
@@ -206,7 +200,7 @@ class _Run:
     def start(self) -> None:
         _register(self)
         try:
-            self.source_counters = start_source(self._config.source, self.source_out, self)
+            self.source.start(self)
             for stage in self.stages:
                 start_stage(stage)
         except Stopped:
@@ -265,18 +259,8 @@ class _Run:
                 executor.shutdown(wait=True, cancel_futures=True)
 
     def stats(self) -> PipelineStats:
-        stages = []
-        if self.source_counters is not None:
-            stages.append(
-                merge(
-                    "source",
-                    1,
-                    "thread",
-                    [self.source_counters],
-                    self.source_out.occupancy(),
-                    self.source_out.capacity,
-                )
-            )
+        source = self.source.stats()
+        stages = [] if source is None else [source]
         for stage in self.stages:
             cfg = stage.config
             stages.append(
@@ -312,7 +296,7 @@ class Pipeline:
         self._lock = threading.Lock()  # guards _state and _run
         self._consumer_lock = threading.Lock()  # one consumer at a time drains the sink
         self._state = "new"  # new -> running -> finished (ended, failed or closed)
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._local: deque[Any] = deque()
 
     @property
@@ -333,7 +317,7 @@ class Pipeline:
                 raise RuntimeError(
                     "this pipeline already ran; pipelines run once: build a new one from the builder"
                 )
-            run = _Run(self._config)
+            run = Run(self._config)
             self._run = run
             self._state = "running"
             # Stop the threads if the user drops the pipeline without closing it.
