@@ -3,7 +3,8 @@
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
 from ._executor_kinds import ExecutorKind, executor_kind_names, register_executor_kind
-from ._pipeline import Pipeline, stop_all_pipelines
+from ._pipeline import Pipeline
+from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
 
 __all__ = [
