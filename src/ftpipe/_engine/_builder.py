@@ -1,4 +1,18 @@
-"""``PipelineBuilder``: collect and validate stages, then build a ``Pipeline``."""
+"""``PipelineBuilder``: collect and validate stages, then build a ``Pipeline``.
+
+::
+
+    add_source(iterable)
+    pipe(fn, ...)             each call validated at once (errors name the stage),
+    aggregate(n)         ──►  frozen into a StageConfig; disaggregate() is a
+    disaggregate()            generator stage over _calls.flatten
+    add_sink(buffer_size)
+                │
+                ▼
+    config() ──► PipelineConfig ──► build() ──► Pipeline
+                                          └──► under FTPIPE_DIAGNOSTIC_MODE=1: what the
+                                               detector's hook returns (set_diagnostic_hook)
+"""
 
 from __future__ import annotations
 
@@ -12,11 +26,10 @@ from typing import TYPE_CHECKING, Any
 from .._validate import positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
+from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
     from typing import Self
-
-    from ._pipeline import Pipeline
 
 __all__ = ["PipelineBuilder", "set_diagnostic_hook"]
 
@@ -194,8 +207,6 @@ class PipelineBuilder:
                 hook = _diagnostic_hook
             if hook is not None:
                 return hook(config)  # type: ignore[no-any-return]
-        from ._pipeline import Pipeline
-
         return Pipeline(config)
 
     def _add(self, stage: StageConfig) -> None:

@@ -1,5 +1,12 @@
 """Frozen, validated descriptions of a pipeline: what the builder hands to the engine.
 
+::
+
+    PipelineBuilder ──for_pipe(...)──► StageConfig ─┐
+      (classify_fn: FnKind of fn)                   ├─► PipelineConfig ──► Pipeline runs it
+                                                    │                 ├─► the diagnostic profiler
+    source, sink buffer size ───────────────────────┘                 └─► run_in_subprocess
+
 ``PipelineBuilder`` collects these; ``Pipeline`` runs them; the diagnostic
 profiler and ``run_in_subprocess`` read them.  Validation lives here so every
 error names the stage and the bad value, at build time.
