@@ -2,7 +2,11 @@
 
 ::
 
-    inbox.get (in a helper thread) ──► queue ──► up to N tasks fn(item) ──► reorder ──► outbox.put
+    inbox.get ──► queue ──► up to N tasks: call(item, seq) ──► results ──► reorder ──► outbox.put
+    (helper thread)           │ outputs_async(fn, kind, item),                        (helper thread)
+                              │ retried as RetryPolicy says
+                              └─ failed for good: StageFailed ──► cutoff: earlier inputs finish,
+                                                                  later calls are cancelled
 
 Channel operations block, so they run on two helper threads of the stage (one
 takes input, one puts output) while the loop keeps the stage's coroutines going.
@@ -11,6 +15,10 @@ interpreter exit *before* atexit hooks run, so one asleep in a channel would
 keep the process from exiting.  Results are put in input order by the
 loop itself (only contiguous ranges), so an ordered output channel never waits
 on a range the loop has not finished.
+
+A call returns its failure instead of raising it: a KeyboardInterrupt or
+SystemExit escaping a task would leave ``asyncio.run`` and skip the policies that
+every other stage kind applies (retry only ``Exception``s, name the stage).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ::
 
-    _Run (Control: stop future, fail(), start threads)
+    Run (_run.py; the Control: stop future, fail(), start threads)
       │
       ▼
     StageRuntime ── config, inbox, outbox, executor, every worker's counters
