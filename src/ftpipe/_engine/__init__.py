@@ -1,9 +1,27 @@
-"""The stage engine: bounded batched channels, stage workers, ordering, errors, shutdown."""
+"""The stage engine: bounded batched channels, stage workers, ordering, errors, shutdown.
+
+::
+
+    _builder ──► _config (frozen) ──► _pipeline (what the user holds)
+                                          │
+                                          ▼
+                                        _run ──► _source ──► _channel ──► stage workers ──► ...
+                                          │
+                                          └─► _plan: config ─► worker body and count
+                                                ├─ _thread_stage    batched / collected / streamed
+                                                ├─ _async_stage     one event loop, N calls
+                                                └─ _executor_stage  chunks on an executor
+                                                     all built on _stage (runtime, retry and
+                                                     error policies) and _calls (calling fn)
+
+    _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters.
+"""
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
-from ._executors import ExecutorKind, executor_kind_names, register_executor_kind
-from ._pipeline import Pipeline, stop_all_pipelines
+from ._executor_kinds import ExecutorKind, executor_kind_names, register_executor_kind
+from ._pipeline import Pipeline
+from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
 
 __all__ = [

@@ -2,7 +2,11 @@
 
 ::
 
-    inbox.get (in a helper thread) ──► queue ──► up to N tasks fn(item) ──► reorder ──► outbox.put
+    inbox.get ──► queue ──► up to N tasks: call(item, seq) ──► results ──► reorder ──► outbox.put
+    (helper thread)           │ outputs_async(fn, kind, item),                        (helper thread)
+                              │ retried as RetryPolicy says
+                              └─ failed for good: StageFailed ──► cutoff: earlier inputs finish,
+                                                                  later calls are cancelled
 
 Channel operations block, so they run on two helper threads of the stage (one
 takes input, one puts output) while the loop keeps the stage's coroutines going.
@@ -11,6 +15,10 @@ interpreter exit *before* atexit hooks run, so one asleep in a channel would
 keep the process from exiting.  Results are put in input order by the
 loop itself (only contiguous ranges), so an ordered output channel never waits
 on a range the loop has not finished.
+
+A call returns its failure instead of raising it: a KeyboardInterrupt or
+SystemExit escaping a task would leave ``asyncio.run`` and skip the policies that
+every other stage kind applies (retry only ``Exception``s, name the stage).
 """
 
 from __future__ import annotations
@@ -22,19 +30,20 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
+from ._calls import outputs_async
 from ._channel import EndOfStream, Stopped
-from ._config import FnKind
-from ._workers import StageFailed, StageRuntime, guarded
+from ._stage import Outcome, RetryPolicy, StageFailed, StageRuntime, guarded
+from ._stats import WorkerCounters
 
 __all__ = ["async_worker"]
 
 
 def async_worker(stage: StageRuntime) -> Callable[[], None]:
     """Return the body of the thread that runs an async stage."""
-    counters = stage.new_counters()
+    retry = RetryPolicy(stage)
 
     def run() -> None:
-        asyncio.run(_serve(stage, counters))
+        asyncio.run(_serve(stage, retry))
 
     return guarded(stage, run)
 
@@ -79,28 +88,45 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
-async def _serve(stage: StageRuntime, counters: Any) -> None:
+def _cancelled_by_the_stage() -> bool:
+    """Whether the running task was cancelled (by the stage), not the call raising it itself."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _serve(stage: StageRuntime, retry: RetryPolicy) -> None:
     cfg = stage.config
     fn = cfg.fn
     assert fn is not None
-    is_gen = cfg.fn_kind is FnKind.ASYNC_GENERATOR
+    kind = cfg.fn_kind.value
+    counters = retry.counters
 
-    async def call(item: Any) -> list[Any]:
-        for attempt in range(cfg.retries + 1):
-            start = perf_counter()
-            try:
-                if is_gen:
-                    return [x async for x in fn(item)]
-                return [await fn(item)]
-            except Exception:
-                if attempt == cfg.retries:
-                    raise
-                counters.retries += 1
-            finally:
-                # Worker-seconds in the function, as on every stage kind: the calls
-                # in flight overlap, and stats() divides by the concurrency.
-                counters.busy += perf_counter() - start
-        raise AssertionError("unreachable")
+    async def once(item: Any) -> Outcome:
+        start = perf_counter()
+        try:
+            return await outputs_async(fn, kind, item), None
+        except BaseException as exc:  # noqa: BLE001 - the policies decide, as on every stage kind
+            if isinstance(exc, asyncio.CancelledError) and _cancelled_by_the_stage():
+                raise
+            # Returned, not raised: a KeyboardInterrupt or SystemExit escaping a task
+            # would leave asyncio.run, and skip the error policy that names the stage.
+            return None, exc
+        finally:
+            # Worker-seconds in the function, as on every stage kind: the calls in
+            # flight overlap, and stats() divides by the concurrency.
+            counters.busy += perf_counter() - start
+
+    async def call(item: Any, seq: int) -> list[Any]:
+        """Input ``seq``'s outputs; [] once skipped.  Raises StageFailed (see RetryPolicy)."""
+        result, exc = await once(item)
+        tries = 1
+        while exc is not None and retry.again(exc, tries):
+            tries += 1
+            result, exc = await once(item)
+        if exc is None:
+            return result  # type: ignore[no-any-return]
+        retry.fail(exc, seq)
+        return []
 
     running: dict[asyncio.Task[list[Any]], int] = {}
     fetches: set[asyncio.Task[Any]] = set()
@@ -125,8 +151,8 @@ async def _serve(stage: StageRuntime, counters: Any) -> None:
 
 async def _loop(
     stage: StageRuntime,
-    counters: Any,
-    call: Callable[[Any], Any],
+    counters: WorkerCounters,
+    call: Callable[[Any, int], Any],
     running: dict[asyncio.Task[list[Any]], int],
     fetches: set[asyncio.Task[Any]],
     fetcher: _Offload,
@@ -142,7 +168,7 @@ async def _loop(
     while True:
         while queue and len(running) < cfg.concurrency:
             seq, item = queue.popleft()
-            running[asyncio.create_task(call(item))] = seq
+            running[asyncio.create_task(call(item, seq))] = seq
         if not queue and fetch is None and not ended:
             fetch = asyncio.create_task(fetcher.call(inbox.get, cfg.concurrency))
             fetches.add(fetch)
@@ -155,47 +181,45 @@ async def _loop(
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if not running:
             counters.starved += perf_counter() - t0
-        # Read every finished call's outcome before acting on any: a failure may
-        # stop the stage, and an unread task exception would be logged later.
-        outcomes = {t: None if t.cancelled() else t.exception() for t in done if t is not fetch}
+        # Calls first: one that failed for good stopped the input channel, and the
+        # fetch that then ends with Stopped (maybe in this same round) must see cutoff set.
         for task in done:
             if task is fetch:
-                fetch = None
-                fetches.discard(task)
-                try:
-                    seq0, items = task.result()
-                except EndOfStream:
-                    ended = True
-                    continue
-                except Stopped:
-                    if cutoff is None:
-                        raise
-                    continue  # our own failure stopped the input: finish earlier inputs
-                if cutoff is not None:
-                    continue
-                queue.extend(enumerate(items, seq0))
-                counters.items_in += len(items)
                 continue
             seq = running.pop(task)
             if task.cancelled():  # a later input, dropped after a failure
                 results[seq] = []
                 continue
-            exc = outcomes[task]
-            if exc is not None:
-                try:
-                    stage.failed(exc, seq, counters)
-                except StageFailed:
-                    # Finish the calls for earlier inputs (their outputs are still
-                    # delivered), drop the later ones, take no more input.
-                    cutoff = seq if cutoff is None else min(cutoff, seq)
-                    ended = True
-                    queue.clear()
-                    for other, other_seq in running.items():
-                        if other_seq > cutoff:
-                            other.cancel()
-                results[seq] = []
-            else:
+            exc = task.exception()
+            if exc is None:
                 results[seq] = task.result()
+                continue
+            if not isinstance(exc, StageFailed):
+                raise exc  # an engine bug: calls return their failures (see once)
+            # Input seq failed for good: finish the calls for earlier inputs (their
+            # outputs are still delivered), drop the later ones, take no more input.
+            cutoff = seq if cutoff is None else min(cutoff, seq)
+            ended = True
+            queue.clear()
+            for other, other_seq in running.items():
+                if other_seq > cutoff:
+                    other.cancel()
+            results[seq] = []
+        if fetch is not None and fetch in done:
+            fetches.discard(fetch)
+            got, fetch = fetch, None
+            try:
+                seq0, items = got.result()
+            except EndOfStream:
+                ended = True
+            except Stopped:
+                if cutoff is None:
+                    raise
+                # our own failure stopped the input: finish the earlier inputs
+            else:
+                if cutoff is None:
+                    queue.extend(enumerate(items, seq0))
+                    counters.items_in += len(items)
         if not results:
             continue
         if outbox.ordered:

@@ -1,4 +1,18 @@
-"""``PipelineBuilder``: collect and validate stages, then build a ``Pipeline``."""
+"""``PipelineBuilder``: collect and validate stages, then build a ``Pipeline``.
+
+::
+
+    add_source(iterable)
+    pipe(fn, ...)             each call validated at once (errors name the stage),
+    aggregate(n)         ──►  frozen into a StageConfig; disaggregate() is a
+    disaggregate()            generator stage over _calls.flatten
+    add_sink(buffer_size)
+                │
+                ▼
+    config() ──► PipelineConfig ──► build() ──► Pipeline
+                                          └──► under FTPIPE_DIAGNOSTIC_MODE=1: what the
+                                               detector's hook returns (set_diagnostic_hook)
+"""
 
 from __future__ import annotations
 
@@ -9,12 +23,13 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .._validate import positive_int
+from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
+from ._pipeline import Pipeline
 
 if TYPE_CHECKING:
     from typing import Self
-
-    from ._pipeline import Pipeline
 
 __all__ = ["PipelineBuilder", "set_diagnostic_hook"]
 
@@ -128,19 +143,17 @@ class PipelineBuilder:
     def aggregate(self, n: int, *, drop_last: bool = False) -> Self:
         """Group items into lists of ``n``; the last list may be shorter unless ``drop_last``."""
         label = f"{len(self._stages)}:aggregate({n!r})"
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError(
-                f"stage {label!r}: aggregate size must be a positive int, got {type(n).__name__} {n!r}"
-            )
-        if n < 1:
-            raise ValueError(f"stage {label!r}: aggregate size must be a positive int, got {n!r}")
+        positive_int(n, f"stage {label!r}: aggregate size")
         self._add(self._builtin(StageKind.AGGREGATE, label, size=n, drop_last=bool(drop_last)))
         return self
 
     def disaggregate(self) -> Self:
         """Flatten each incoming iterable (e.g. an aggregated list) into its items."""
         label = f"{len(self._stages)}:disaggregate"
-        self._add(self._builtin(StageKind.DISAGGREGATE, label))
+        # A generator stage over the engine's flatten: it runs as any generator does.
+        self._add(
+            self._builtin(StageKind.DISAGGREGATE, label, fn=flatten, fn_kind=FnKind.GENERATOR)
+        )
         return self
 
     def add_sink(self, *, buffer_size: int | None = None) -> Self:
@@ -155,12 +168,7 @@ class PipelineBuilder:
         if buffer_size is None:
             self._sink_buffer_size = None
             return self
-        if isinstance(buffer_size, bool) or not isinstance(buffer_size, int):
-            raise TypeError(
-                f"sink: buffer_size must be a positive int, got {type(buffer_size).__name__} {buffer_size!r}"
-            )
-        if buffer_size < 1:
-            raise ValueError(f"sink: buffer_size must be a positive int, got {buffer_size!r}")
+        positive_int(buffer_size, "sink: buffer_size")
         self._sink_buffer_size = buffer_size
         return self
 
@@ -199,8 +207,6 @@ class PipelineBuilder:
                 hook = _diagnostic_hook
             if hook is not None:
                 return hook(config)  # type: ignore[no-any-return]
-        from ._pipeline import Pipeline
-
         return Pipeline(config)
 
     def _add(self, stage: StageConfig) -> None:

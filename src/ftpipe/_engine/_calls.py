@@ -1,38 +1,46 @@
-"""Stage calls that run to completion elsewhere, one input or a whole chunk at a time.
+"""Calling a stage function of any kind: one input's outputs as a list, or a whole chunk.
 
-Executors return one result per submitted call, so generator and async stage
-functions are wrapped here: the wrapper runs where the executor runs it (a
-process, a subinterpreter, a Dask worker) and returns a plain list or value.
+::
 
-``call_chunk`` is the engine's unit of work on an executor: many inputs per
-submitted call, one outcome per input, so a process or subinterpreter pays its
-round trip once per chunk instead of once per item::
+    outputs(fn, kind, item)        "function"         [fn(item)]
+      │                            "generator"        list(fn(item))
+      └─ run(outputs_async(...)) ◄─ "async"            [await fn(item)]
+         (asyncio.run, or the       "async-generator"  [x async for x in fn(item)]
+          thread's own loop)
 
     call_chunk(fn, [x0, x1, x2], kind)  ->  ([f(x0), None, f(x2)], {1: exc}, seconds)
 
-Everything here lives in an importable module so it crosses process and
-interpreter boundaries by name.  Executors that cross a boundary turn the
-failures into ``(exception, traceback text)`` pairs on the far side
-(``pack_failures``) and back on this side (``unpack_failures``): exceptions
-lose their traceback when pickled.
+``outputs`` is the one place that knows how each kind of function produces its
+outputs; thread stages, the async stage, executor chunks and the detector all
+call through it (``caller`` gives a thread its own event loop for async kinds).
+
+``call_chunk`` is the engine's unit of work on an executor: many inputs per
+submitted call, one outcome per input, so a process or subinterpreter pays its
+round trip once per chunk instead of once per item.  Everything here lives in
+an importable module so it crosses process and interpreter boundaries by name.
+Executors that cross a boundary turn the failures into ``(exception, traceback
+text)`` pairs on the far side (``pack_failures``) and back on this side
+(``unpack_failures``): exceptions lose their traceback when pickled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from time import perf_counter
 from typing import Any
 
 __all__ = [
-    "CHUNK_KINDS",
+    "ChunkOutcome",
     "RemoteTraceback",
     "call_chunk",
-    "collect_async_generator",
-    "collect_generator",
+    "call_each",
+    "caller",
     "flatten",
+    "outputs",
+    "outputs_async",
     "pack_failures",
-    "run_coroutine",
     "unpack_failures",
 ]
 
@@ -40,6 +48,9 @@ __all__ = [
 Failures = dict[int, BaseException]
 # What call_chunk returns: results (None where the input failed), failures, seconds spent.
 ChunkOutcome = tuple[list[Any], Failures, float]
+
+_KINDS = ("function", "generator", "async", "async-generator")
+_CHUNK_KINDS = (*_KINDS, "star")
 
 
 class RemoteTraceback(Exception):
@@ -53,47 +64,121 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb}"""'
 
 
-def collect_generator(fn: Callable[[Any], Any], item: Any) -> list[Any]:
-    """Run generator function ``fn`` on ``item`` and return everything it yields."""
-    return list(fn(item))
+async def outputs_async(fn: Callable[[Any], Any], kind: str, item: Any) -> list[Any]:
+    """Every output of ``fn(item)`` as a list, on the running event loop.
 
-
-def run_coroutine(fn: Callable[[Any], Any], item: Any) -> Any:
-    """Run async function ``fn`` on ``item`` in a fresh event loop and return its result."""
-    return asyncio.run(fn(item))
-
-
-def collect_async_generator(fn: Callable[[Any], Any], item: Any) -> list[Any]:
-    """Run async generator function ``fn`` on ``item`` and return everything it yields."""
-
-    async def drain() -> list[Any]:
+    Args:
+        fn: The stage function.
+        kind: How ``fn`` produces outputs (an ``FnKind`` or its value):
+            ``"function"``, ``"generator"``, ``"async"`` or ``"async-generator"``.
+        item: The input.
+    """
+    if kind == "async":
+        return [await fn(item)]
+    if kind == "async-generator":
         return [x async for x in fn(item)]
+    return outputs(fn, kind, item)
 
-    return asyncio.run(drain())
+
+def outputs(
+    fn: Callable[[Any], Any],
+    kind: str,
+    item: Any,
+    run: Callable[[Coroutine[Any, Any, list[Any]]], list[Any]] = asyncio.run,
+) -> list[Any]:
+    """Every output of ``fn(item)`` as a list, whatever the kind of ``fn``.
+
+    Args:
+        fn: The stage function.
+        kind: How ``fn`` produces outputs (an ``FnKind`` or its value):
+            ``"function"`` (one output), ``"generator"`` (everything it yields,
+            the generator exhausted), ``"async"`` or ``"async-generator"``.
+        item: The input.
+        run: Runs a coroutine to completion for the async kinds: ``asyncio.run``
+            (a fresh event loop per call) or a loop's ``run_until_complete``.
+
+    Raises:
+        Whatever ``fn`` raises; ValueError for an unknown ``kind``.
+    """
+    if kind == "function":
+        return [fn(item)]
+    if kind == "generator":
+        return list(fn(item))
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind of stage function {kind!r}; expected one of {_KINDS}")
+    return run(outputs_async(fn, kind, item))
+
+
+def _nothing() -> None:
+    pass
+
+
+def caller(
+    fn: Callable[[Any], Any], kind: str
+) -> tuple[Callable[[Any], list[Any]], Callable[[], None]]:
+    """Return ``(call, close)`` for one thread: ``call(item)`` is ``outputs(fn, kind, item)``.
+
+    Async kinds run on an event loop created here and owned by the calling thread
+    (every call of this thread reuses it); ``close()`` closes it.  Call ``caller``
+    in each thread that calls, and ``close()`` in that thread when it is done.
+    """
+    if kind in ("async", "async-generator"):
+        loop = asyncio.new_event_loop()
+        return partial(outputs, fn, kind, run=loop.run_until_complete), loop.close
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind of stage function {kind!r}; expected one of {_KINDS}")
+    return partial(outputs, fn, kind), _nothing
 
 
 def flatten(items: Any) -> Any:
-    """Yield the elements of one incoming iterable (the ``disaggregate`` stage)."""
+    """Yield the elements of one incoming iterable (the ``disaggregate`` stage's function)."""
     yield from items
 
 
-def _star(fn: Callable[..., Any], args: Any) -> Any:
-    return fn(*args)
+def call_each(
+    fn: Callable[[Any], Any],
+    items: list[Any],
+    out: list[Any],
+    on_failure: Callable[[int, BaseException], None],
+) -> None:
+    """Append ``fn(x)`` to ``out`` for each input, with no Python-level loop while calls succeed.
+
+    The hot path of plain functions: ``map`` runs the calls, and on a failure
+    ``list.extend`` keeps what was appended, which tells the failing index.
+
+    Args:
+        fn: A plain function (one output per input).
+        items: The inputs.
+        out: Where the outputs go.
+        on_failure: ``on_failure(i, exc)``, called at once when input ``i`` fails
+            (before any later input runs); it appends to ``out`` whatever stands
+            for that input, if anything.  What it raises ends the calls.
+    """
+    pos = 0
+    while pos < len(items):
+        base = len(out)
+        try:
+            out.extend(map(fn, items[pos:] if pos else items))
+            failure: BaseException | None = None
+        except BaseException as exc:  # noqa: BLE001 - on_failure decides
+            failure = exc
+        i = pos + len(out) - base
+        if failure is None:
+            if i == len(items):
+                return
+            # map() ended early: fn raised StopIteration, which extend() took for the end.
+            failure = RuntimeError("stage function raised StopIteration")
+        on_failure(i, failure)
+        pos = i + 1
 
 
-def _plain(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
-
-
-# How call_chunk calls fn on one input; the engine's FnKind values name them.
-_CALLERS: dict[str, Callable[[Callable[..., Any], Any], Any]] = {
-    "function": _plain,
-    "star": _star,
-    "generator": collect_generator,
-    "async": run_coroutine,
-    "async-generator": collect_async_generator,
-}
-CHUNK_KINDS = tuple(_CALLERS)
+def _call_one(fn: Callable[..., Any], kind: str, item: Any) -> Any:
+    """What call_chunk reports for one input, for kinds other than "function"."""
+    if kind == "star":
+        return fn(*item)
+    if kind == "async":
+        return outputs(fn, kind, item)[0]
+    return outputs(fn, kind, item)
 
 
 def call_chunk(fn: Callable[..., Any], items: list[Any], kind: str = "function") -> ChunkOutcome:
@@ -105,7 +190,7 @@ def call_chunk(fn: Callable[..., Any], items: list[Any], kind: str = "function")
         kind: How to call ``fn`` on one input: ``"function"`` (``fn(x)``),
             ``"star"`` (``fn(*x)``, for ``Executor.map`` over several iterables),
             ``"generator"`` / ``"async-generator"`` (a list of what it yields),
-            ``"async"`` (the coroutine's result).
+            ``"async"`` (the coroutine's result, on a fresh event loop).
 
     Returns:
         ``(results, failures, seconds)``: ``results[i]`` is input ``i``'s result
@@ -115,30 +200,21 @@ def call_chunk(fn: Callable[..., Any], items: list[Any], kind: str = "function")
     t0 = perf_counter()
     results: list[Any] = []
     failures: Failures = {}
+
+    def record(i: int, exc: BaseException) -> None:
+        failures[i] = exc
+        results.append(None)
+
     if kind == "function":
-        # The hot path: map() runs the calls without a Python-level loop.  On a
-        # failure, list.extend keeps what was appended, which tells us the index.
-        pos = 0
-        while pos < len(items):
-            try:
-                results.extend(map(fn, items[pos:] if pos else items))
-            except BaseException as exc:  # noqa: BLE001 - reported per input
-                failures[len(results)] = exc
-                results.append(None)
-            else:
-                if len(results) < len(items):
-                    # fn raised StopIteration, which extend() took for the end.
-                    failures[len(results)] = RuntimeError("stage function raised StopIteration")
-                    results.append(None)
-            pos = len(results)
+        call_each(fn, items, results, record)
+    elif kind not in _CHUNK_KINDS:
+        raise ValueError(f"unknown call_chunk kind {kind!r}; expected one of {_CHUNK_KINDS}")
     else:
-        call = _CALLERS[kind]
         for i, item in enumerate(items):
             try:
-                results.append(call(fn, item))
+                results.append(_call_one(fn, kind, item))
             except BaseException as exc:  # noqa: BLE001 - reported per input
-                failures[i] = exc
-                results.append(None)
+                record(i, exc)
     return results, failures, perf_counter() - t0
 
 

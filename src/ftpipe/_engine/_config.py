@@ -1,5 +1,12 @@
 """Frozen, validated descriptions of a pipeline: what the builder hands to the engine.
 
+::
+
+    PipelineBuilder ──for_pipe(...)──► StageConfig ─┐
+      (classify_fn: FnKind of fn)                   ├─► PipelineConfig ──► Pipeline runs it
+                                                    │                 ├─► the diagnostic profiler
+    source, sink buffer size ───────────────────────┘                 └─► run_in_subprocess
+
 ``PipelineBuilder`` collects these; ``Pipeline`` runs them; the diagnostic
 profiler and ``run_in_subprocess`` read them.  Validation lives here so every
 error names the stage and the bad value, at build time.
@@ -15,7 +22,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
-from ._executors import executor_kind, executor_kind_names
+from .._validate import positive_int
+from ._executor_kinds import executor_kind, executor_kind_names
 
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
 
@@ -61,16 +69,6 @@ def classify_fn(fn: Callable[..., Any]) -> FnKind:
     return FnKind.FUNCTION
 
 
-def _positive_int(value: object, what: str, stage: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"stage {stage!r}: {what} must be a positive int, got {type(value).__name__} {value!r}"
-        )
-    if value < 1:
-        raise ValueError(f"stage {stage!r}: {what} must be a positive int, got {value!r}")
-    return value
-
-
 def _stage_label(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
 
@@ -82,7 +80,8 @@ class StageConfig:
     Attributes:
         name: Unique name within the pipeline (used in stats, errors and reports).
         kind: ``pipe``, ``aggregate`` or ``disaggregate``.
-        fn: The stage function (None for aggregate / disaggregate).
+        fn: The stage function (None for aggregate; the engine's ``flatten`` for
+            disaggregate, a generator function).
         fn_kind: How ``fn`` produces outputs.
         concurrency: Calls in flight at once (worker threads, or coroutines for async).
         executor: None for the engine's own threads, a registered kind name, or a
@@ -140,7 +139,7 @@ class StageConfig:
             raise TypeError(f"stage {index}: name must be a non-empty str, got {name!r}")
         if not callable(fn):
             raise TypeError(f"stage {label!r}: fn must be callable, got {type(fn).__name__} {fn!r}")
-        _positive_int(concurrency, "concurrency", label)
+        positive_int(concurrency, f"stage {label!r}: concurrency")
         if not isinstance(ordered, bool):
             raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
         if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
@@ -198,7 +197,7 @@ class StageConfig:
 def _buffer_size(value: int | None, label: str, *, default: int) -> int:
     if value is None:
         return default
-    return _positive_int(value, "buffer_size", label)
+    return positive_int(value, f"stage {label!r}: buffer_size")
 
 
 @dataclass(frozen=True)

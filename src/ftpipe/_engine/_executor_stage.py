@@ -8,8 +8,8 @@
 
 A process, a subinterpreter or a Dask worker runs the chunk; ``_calls.call_chunk``
 calls ``fn`` on each input there and reports one outcome per input, so a failure
-still names its own input and the error policy (retries, skip, raise) applies
-per input, exactly as on thread stages.  Chunks adapt like the thread workers'
+still names its own input and the retry and error policies
+(``_stage.RetryPolicy``) apply per input, exactly as on thread stages.  Chunks adapt like the thread workers'
 batches: they grow while calls are short (measured where they ran) and stay at
 one input when a call takes longer than ``_CHUNK_TARGET_S``, so slow calls keep
 every worker busy.  Pools the pipeline creates get two submitting threads per
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, BrokenExecutor, Future, wait
+from functools import partial
 from itertools import chain
 from time import perf_counter
 from typing import Any
@@ -32,7 +33,7 @@ from typing import Any
 from ._calls import ChunkOutcome, call_chunk
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
-from ._workers import StageFailed, StageRuntime, guarded, stage_fn
+from ._stage import SKIPPED, Outcome, RetryPolicy, StageFailed, StageRuntime, guarded, next_batch
 
 __all__ = ["executor_worker"]
 
@@ -48,11 +49,13 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
     cfg, inbox, outbox, control = stage.config, stage.inbox, stage.outbox, stage.control
     executor = stage.executor
     assert executor is not None
-    counters = stage.new_counters()
-    fn = stage_fn(cfg)
+    retry = RetryPolicy(stage)
+    counters = retry.counters
+    fn = cfg.fn
+    assert fn is not None
     kind = cfg.fn_kind.value
     flat = cfg.fn_kind in (FnKind.GENERATOR, FnKind.ASYNC_GENERATOR)
-    max_batch = max(1, inbox.capacity // cfg.concurrency)
+    most = max(1, inbox.capacity // cfg.concurrency)
 
     def submit(items: list[Any], seq0: int) -> ChunkOutcome:
         """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
@@ -61,7 +64,7 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
         except BrokenExecutor as broken:
             # A worker died before this chunk was taken: the stage fails at its
             # first input (an earlier input than a failure already recorded wins).
-            stage.failed(broken, seq0, counters, detail=_range(seq0, items, "never ran"))
+            retry.fail(broken, seq0, detail=_range(seq0, items, "never ran"))
             raise  # unreachable: a broken executor is never skipped
         except Exception as refusal:  # noqa: BLE001 - a refusing executor is fatal, whatever the policy
             control.fail(
@@ -79,9 +82,7 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
         if isinstance(exc, BrokenExecutor):
             # The chunk was lost with the worker, whether it was running or still queued
             # behind the call that broke it: fail at its first input.
-            stage.failed(
-                exc, seq0, counters, detail=_range(seq0, items, "were lost with the worker")
-            )
+            retry.fail(exc, seq0, detail=_range(seq0, items, "were lost with the worker"))
         if len(items) == 1:
             return [None], {0: exc}, 0.0
         # The chunk as a whole could not travel (an argument or a result that does
@@ -97,8 +98,14 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
             seconds += spent
         return results, failures, seconds
 
+    def rerun(item: Any, seq: int) -> Outcome:
+        """One more attempt at one input, on the executor; its seconds there are busy time."""
+        (result,), failed, seconds = submit([item], seq)
+        counters.busy += seconds
+        return result, failed.get(0)
+
     def settle(items: list[Any], seq0: int, outcome: ChunkOutcome) -> list[Any]:
-        """Apply retries and the error policy to a chunk's failures; return its outputs.
+        """Apply the retry and error policies to a chunk's failures; return its outputs.
 
         Raises:
             StageFailed: An input failed for good under on_error="raise"; the
@@ -112,21 +119,15 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
         try:
             for i, result in enumerate(results):
                 exc = failures.get(i)
-                attempts = 0
-                # KeyboardInterrupt and friends are never retried.
-                while exc is not None and attempts < cfg.retries and isinstance(exc, Exception):
-                    attempts += 1
-                    counters.retries += 1
-                    again, failed, spent = submit([items[i]], seq0 + i)
-                    counters.busy += spent
-                    exc, result = failed.get(0), again[0]
-                if exc is None:
-                    if flat:
-                        out.extend(result)
-                    else:
-                        out.append(result)
+                if exc is not None:
+                    seq = seq0 + i
+                    result = retry.settle(partial(rerun, items[i], seq), exc, seq)
+                    if result is SKIPPED:
+                        continue
+                if flat:
+                    out.extend(result)
                 else:
-                    stage.failed(exc, seq0 + i, counters)  # returns when the input is skipped
+                    out.append(result)
         except StageFailed as failure:
             # Outputs of the inputs before the failure still go downstream.
             outbox.put(seq0, failure.seq, out)
@@ -151,9 +152,7 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
             outbox.put(seq0, seq0 + len(items), out)
             counters.items_out += len(out)
             counters.blocked += perf_counter() - t2
-            per_item = outcome[2] / len(items)
-            fit = int(_CHUNK_TARGET_S / per_item) if per_item > 0 else max_batch
-            batch = max(1, min(max_batch, 2 * batch, fit))
+            batch = next_batch(batch, outcome[2] / len(items), most, _CHUNK_TARGET_S)
 
     return guarded(stage, run)
 

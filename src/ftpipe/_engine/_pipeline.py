@@ -1,8 +1,8 @@
-"""``Pipeline``: start the workers, hand results to the consumer, stop cleanly.
+"""``Pipeline``: what the user holds; it starts a run, hands its results over, stops it.
 
 ::
 
-    Pipeline (what the user holds)          _Run (what the threads hold)
+    Pipeline (what the user holds)          Run (what the threads hold, _run.py)
       __iter__/__next__ ── sink.get() ──►     channels, stage runtimes, threads,
       stats()                                 owned executors, first error
       close() / with-exit ───────────────►    stop(): stop channels, wake waiters
@@ -12,285 +12,17 @@
 
 from __future__ import annotations
 
-import atexit
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from time import perf_counter
 from typing import Any
 
-from ._channel import Channel, EndOfStream, Stopped
-from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
-from ._executors import ExecutorKind, executor_kind
-from ._source import start_source
-from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
-from ._workers import StageRuntime, start_stage, worker_count
+from ._channel import EndOfStream, Stopped
+from ._config import PipelineConfig
+from ._run import Run
+from ._stats import PipelineStats
 
-__all__ = ["Pipeline"]
-
-# Every run started and not yet joined, so interpreter exit can stop them (threads
-# are daemons and would otherwise be frozen mid-call).  Weak: an abandoned run whose
-# threads ended is collected.  Not a WeakSet: it is not thread-safe (iterating one
-# while another thread adds raises "Set changed size during iteration", on every
-# build), and its weakref callbacks can run in any thread at any time.  Plain weak
-# references without callbacks, keyed by id(), pruned when a run is added.
-_live_lock = threading.Lock()  # guards _live_runs
-_live_runs: dict[int, weakref.ref[_Run]] = {}
-
-
-def _register(run: _Run) -> None:
-    with _live_lock:
-        for key in [key for key, ref in _live_runs.items() if ref() is None]:
-            del _live_runs[key]
-        _live_runs[id(run)] = weakref.ref(run)
-
-
-def _unregister(run: _Run) -> None:
-    with _live_lock:
-        ref = _live_runs.get(id(run))
-        if ref is not None and ref() is run:
-            del _live_runs[id(run)]
-
-
-def _live() -> list[_Run]:
-    with _live_lock:
-        refs = list(_live_runs.values())
-    return [run for run in (ref() for ref in refs) if run is not None]
-
-
-def stop_all_pipelines(timeout: float | None = None) -> None:
-    """Stop every running pipeline (used at interpreter exit).
-
-    Args:
-        timeout: None: signal them and return at once.  A number: also wait up
-            to that many seconds, in all, for their threads, then release the
-            executors they created (which never waits for running calls).
-    """
-    runs = _live()
-    for run in runs:
-        run.stop()
-    if timeout is None:
-        return
-    deadline = perf_counter() + timeout
-    for run in runs:
-        run.join(timeout=max(0.0, deadline - perf_counter()))
-
-
-@atexit.register
-def _stop_all_at_exit() -> None:
-    stop_all_pipelines(timeout=2.0)
-
-
-class _Run:
-    """The running state of one pipeline: what its threads reference."""
-
-    def __init__(self, config: PipelineConfig) -> None:
-        self._config = config
-        self.stop_future: Future[None] = Future()
-        self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
-        self._error: BaseException | None = None
-        self._error_at: tuple[int, int] | None = None  # (stage index, input seq)
-        self._error_note: str | None = None  # the note fail() added to _error
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._live = 0
-        self._owned: list[tuple[Executor, ExecutorKind]] = []
-        self.started = perf_counter()
-        self.channels: list[Channel] = []
-        self.stages: list[StageRuntime] = []
-        stages = config.stages
-        capacity = (
-            max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency)
-            if stages
-            else config.sink_buffer_size
-        )
-        self.source_out = Channel(capacity, ordered=False)
-        self.channels.append(self.source_out)
-        inbox = self.source_out
-        for i, cfg in enumerate(stages):
-            last = i == len(stages) - 1
-            workers = worker_count(cfg)
-            outbox = Channel(
-                config.sink_buffer_size if last else cfg.buffer_size,
-                ordered=cfg.ordered,
-                producers=workers,
-            )
-            self.channels.append(outbox)
-            self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
-            inbox = outbox
-        self.sink = inbox
-        self.source_counters: WorkerCounters | None = None
-
-    def _executor_for(self, cfg: Any) -> Executor | None:
-        if cfg.executor is None or isinstance(cfg.executor, Executor):
-            return cfg.executor  # type: ignore[no-any-return]
-        kind = executor_kind(cfg.executor)
-        assert kind is not None, "validated by the builder"
-        executor = kind.create(cfg.concurrency, cfg.name)
-        self._owned.append((executor, kind))
-        return executor
-
-    # -- Control protocol (used by workers) --------------------------------------------
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    def fail(
-        self, exc: BaseException, note: str | None = None, *, stage: int | None = None, seq: int = 0
-    ) -> None:
-        """Record an error (adding ``note`` to it) and stop the pipeline.
-
-        With ``stage`` (the failing stage's index, -1 for the source) only that
-        stage and those before it stop; the failing stage's output is cut at
-        input ``seq``, so everything produced before the failure still reaches
-        the consumer, in order, and the error is raised after it.  Without
-        ``stage`` everything stops at once.
-
-        The first error wins, except that a failure at an earlier input of the
-        same stage replaces it.  Only the recorded error is annotated, once:
-        several workers may fail with one shared exception object (an executor
-        failing every queued call), and then the note names the earliest input.
-        """
-        if self._stopping.is_set():
-            # Failures after a stop was asked for (an executor shut down at exit,
-            # a call cut short by close()) are its consequences, not errors.
-            return
-        with self._lock:
-            current = self._error_at
-            if self._error is None or (
-                stage is not None
-                and current is not None
-                and current[0] == stage
-                and seq < current[1]
-            ):
-                if note is not None:
-                    notes = getattr(exc, "__notes__", None)
-                    if exc is self._error and notes and self._error_note in notes:
-                        # The same shared exception, now at an earlier input: its
-                        # note must name that input, not the later one.
-                        notes[notes.index(self._error_note)] = note
-                    elif exc is not self._error:
-                        exc.add_note(note)
-                    self._error_note = note
-                self._error = exc
-                self._error_at = None if stage is None else (stage, seq)
-        if stage is None:
-            self.stop()
-            return
-        for channel in self.channels[: stage + 1]:
-            channel.stop()
-        self.channels[stage + 1].cut(seq)
-
-    def thread(self, target: Callable[[], None], name: str) -> None:
-        def body() -> None:
-            try:
-                target()
-            finally:
-                self._thread_exited()
-
-        thread = threading.Thread(target=body, name=name, daemon=True)
-        with self._lock:
-            # Started under the lock, so join() never sees a thread it cannot join;
-            # none is started once stopping (close() racing start()).
-            if self._stopping.is_set():
-                raise Stopped
-            self._threads.append(thread)
-            self._live += 1
-            thread.start()
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> None:
-        _register(self)
-        try:
-            self.source_counters = start_source(self._config.source, self.source_out, self)
-            for stage in self.stages:
-                start_stage(stage)
-        except Stopped:
-            pass  # closed while starting: what did start is stopping already
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def error(self) -> BaseException | None:
-        with self._lock:
-            return self._error
-
-    def stop(self) -> None:
-        """Signal every thread to finish; returns at once (see ``join``)."""
-        self._stopping.set()
-        for channel in self.channels:
-            channel.stop()
-        if not self.stop_future.done():
-            try:
-                self.stop_future.set_result(None)
-            except Exception:  # noqa: BLE001 - another thread set it first
-                pass
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait for every thread, then shut down the executors this run created."""
-        with self._lock:
-            threads = list(self._threads)
-        current = threading.current_thread()
-        deadline = None if timeout is None else perf_counter() + timeout
-        for thread in threads:
-            if thread is not current:
-                thread.join(None if deadline is None else max(0.0, deadline - perf_counter()))
-        self._shutdown_executors()
-        _unregister(self)
-
-    def _thread_exited(self) -> None:
-        with self._lock:
-            self._live -= 1
-            last = self._live == 0
-        if last and self._stopping.is_set():
-            # An abandoned pipeline has no one to call join(); its last thread
-            # releases the executors it created.
-            self._shutdown_executors()
-
-    def _shutdown_executors(self) -> None:
-        with self._lock:
-            owned, self._owned = self._owned, []
-        for executor, kind in owned:
-            # Nobody wants the results of calls still running: a kind that can
-            # abandon them (a worker process killed mid-call) does, so closing
-            # never waits for a long call.
-            if kind.stop is not None:
-                kind.stop(executor)
-            else:
-                executor.shutdown(wait=True, cancel_futures=True)
-
-    def stats(self) -> PipelineStats:
-        stages = []
-        if self.source_counters is not None:
-            stages.append(
-                merge(
-                    "source",
-                    1,
-                    "thread",
-                    [self.source_counters],
-                    self.source_out.occupancy(),
-                    self.source_out.capacity,
-                )
-            )
-        for stage in self.stages:
-            cfg = stage.config
-            stages.append(
-                merge(
-                    cfg.name,
-                    cfg.concurrency,
-                    cfg.executor_name,
-                    list(stage.counters),
-                    stage.outbox.occupancy(),
-                    stage.outbox.capacity,
-                )
-            )
-        frozen = tuple(stages)
-        return PipelineStats(frozen, perf_counter() - self.started, find_bottleneck(frozen))
+__all__ = ["Pipeline", "PipelineIterator"]
 
 
 class Pipeline:
@@ -312,7 +44,7 @@ class Pipeline:
         self._lock = threading.Lock()  # guards _state and _run
         self._consumer_lock = threading.Lock()  # one consumer at a time drains the sink
         self._state = "new"  # new -> running -> finished (ended, failed or closed)
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._local: deque[Any] = deque()
 
     @property
@@ -333,7 +65,7 @@ class Pipeline:
                 raise RuntimeError(
                     "this pipeline already ran; pipelines run once: build a new one from the builder"
                 )
-            run = _Run(self._config)
+            run = Run(self._config)
             self._run = run
             self._state = "running"
             # Stop the threads if the user drops the pipeline without closing it.

@@ -2,6 +2,8 @@
 
 ::
 
+    Source(config) ── owns ch0 (sized for the first stage's workers) and the source's stats
+
     iterable ──next() x take──► chunk ──put──► ch0        (take grows while next() is cheap)
 
     async iterable ──pump task──► ready deque ──every item ready now──► chunk ──put──► ch0
@@ -27,35 +29,62 @@ from time import perf_counter
 from typing import Any
 
 from ._channel import Channel, Stopped
-from ._stats import WorkerCounters
-from ._workers import BATCH_TARGET_S, Control, as_stage_error
+from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
+from ._stage import Control, as_stage_error, next_batch
+from ._stats import StageStats, WorkerCounters, merge
 
-__all__ = ["start_source"]
+__all__ = ["Source"]
 
 
-def start_source(
-    source: Iterable[Any] | AsyncIterable[Any], outbox: Channel, control: Control
-) -> WorkerCounters:
-    """Start the thread that feeds the first channel from the source."""
-    feeder = _Feeder(outbox, control)
+class Source:
+    """The pipeline's source: the thread reading the user's iterable, and the channel it feeds."""
 
-    def run() -> None:
-        try:
-            if isinstance(source, AsyncIterable):
-                asyncio.run(_feed_async(source, feeder))
-            else:
-                _feed(source, feeder)
-        except Stopped:
-            pass
-        except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
-            control.fail(
-                as_stage_error(exc), "ftpipe: raised by the source", stage=-1, seq=feeder.seq
-            )
-        finally:
-            outbox.producer_done()
+    def __init__(self, config: PipelineConfig) -> None:
+        self._source = config.source
+        stages = config.stages
+        # The first stage's input holds a batch for each of its workers; with no
+        # stage at all this channel is the sink, sized as the user asked.
+        capacity = (
+            max(DEFAULT_BUFFER_SIZE, 2 * stages[0].concurrency)
+            if stages
+            else config.sink_buffer_size
+        )
+        self.channel = Channel(capacity, ordered=False)
+        self._counters: WorkerCounters | None = None  # set once the thread started
 
-    control.thread(run, "ftpipe-source")
-    return feeder.counters
+    def start(self, control: Control) -> None:
+        """Start the thread that feeds the first channel from the source.
+
+        Raises:
+            Stopped: The pipeline is stopping already.
+        """
+        source, outbox = self._source, self.channel
+        feeder = _Feeder(outbox, control)
+
+        def run() -> None:
+            try:
+                if isinstance(source, AsyncIterable):
+                    asyncio.run(_feed_async(source, feeder))
+                else:
+                    _feed(source, feeder)
+            except Stopped:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
+                control.fail(
+                    as_stage_error(exc), "ftpipe: raised by the source", stage=-1, seq=feeder.seq
+                )
+            finally:
+                outbox.producer_done()
+
+        control.thread(run, "ftpipe-source")
+        self._counters = feeder.counters
+
+    def stats(self) -> StageStats | None:
+        """The source's line in ``Pipeline.stats()``; None before it started."""
+        if self._counters is None:
+            return None
+        channel = self.channel
+        return merge("source", 1, "thread", [self._counters], channel.occupancy(), channel.capacity)
 
 
 class _Feeder:
@@ -84,9 +113,7 @@ class _Feeder:
         self.seq += len(chunk)
         counters.items_out += len(chunk)
         counters.blocked += perf_counter() - t1
-        per_item = (t1 - started) / len(chunk)
-        fit = int(BATCH_TARGET_S / per_item) if per_item > 0 else self.max_batch
-        self.take = max(1, min(self.max_batch, 2 * self.take, fit))
+        self.take = next_batch(self.take, (t1 - started) / len(chunk), self.max_batch)
         if self.control.stopping:
             raise Stopped
 

@@ -1,5 +1,12 @@
 """Per-stage statistics: per-worker counters, merged into frozen snapshots on read.
 
+::
+
+    worker 0 ─► WorkerCounters ─┐
+    worker 1 ─► WorkerCounters ─┼─ merge() ─► StageStats ─┐
+    ...                         ┘                         ├─► PipelineStats (+ find_bottleneck)
+    source   ─► WorkerCounters ──── merge() ─► StageStats ┘
+
 Each worker thread owns one ``WorkerCounters`` and is its only writer, so the hot
 path takes no lock and touches no shared cache line.  ``stats()`` sums them from
 another thread; a read may be a moment stale, never torn (attribute loads and

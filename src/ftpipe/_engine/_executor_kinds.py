@@ -1,5 +1,12 @@
 """The engine's one seam for executors: a registry of executor kinds by name.
 
+::
+
+    import ftpipe.executors ── register_executor_kind(ExecutorKind("process", ...))
+    pipe(fn, executor="process") ── kind.check(fn, stage)      (build time)
+    pipeline starts ── kind.create(concurrency, stage) ──► Executor
+    pipeline stops ─── kind.stop(executor), or shutdown(cancel_futures=True)
+
 The engine runs ``executor=None`` / ``"thread"`` stages on its own worker
 threads.  Every other string names a kind registered here by an upper layer
 (``ftpipe.executors`` registers ``"process"`` and ``"interpreter"`` when it is
