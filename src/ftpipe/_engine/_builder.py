@@ -39,11 +39,17 @@ _diagnostic_hook: Callable[[PipelineConfig], Any] | None = None
 _hook_lock = threading.Lock()
 
 
-def set_diagnostic_hook(hook: Callable[[PipelineConfig], Any] | None) -> None:
-    """Install what ``build()`` returns instead of a pipeline under ``FTPIPE_DIAGNOSTIC_MODE=1``."""
+def set_diagnostic_hook(
+    hook: Callable[[PipelineConfig], Any] | None,
+) -> Callable[[PipelineConfig], Any] | None:
+    """Install what ``build()`` returns instead of a pipeline under ``FTPIPE_DIAGNOSTIC_MODE=1``.
+
+    Returns the hook it replaces, so a caller can put it back.
+    """
     global _diagnostic_hook
     with _hook_lock:
-        _diagnostic_hook = hook
+        previous, _diagnostic_hook = _diagnostic_hook, hook
+    return previous
 
 
 class PipelineBuilder:

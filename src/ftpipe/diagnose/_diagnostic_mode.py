@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .._engine import PipelineConfig, PipelineStats, StageConfig, StageKind
+from .._engine._calls import caller
 from ._diagnosis import Diagnosis
 
 __all__ = ["DiagnosticProfiler"]
@@ -99,14 +100,11 @@ def _run_stage(stage: StageConfig, items: list[Any], budget_s: float = math.inf)
         return _Pass(groups, items, len(items))
     if stage.kind is StageKind.DISAGGREGATE:
         return _Pass([x for group in items for x in group], items, len(items))
-    from ._sweep import make_caller
-
     assert stage.fn is not None
-    call, close = make_caller(stage.fn)()
+    call, close = caller(stage.fn, stage.fn_kind)  # every kind: the call's outputs, a list
     outputs: list[Any] = []
     good: list[Any] = []
     skipped = 0
-    generator = stage.fn_kind.value in ("generator", "async-generator")
     started = time.perf_counter()
     deadline = started + budget_s
     done = 0
@@ -116,10 +114,7 @@ def _run_stage(stage: StageConfig, items: list[Any], budget_s: float = math.inf)
                 break
             done += 1
             try:
-                if generator:
-                    outputs.extend(_collect(stage, item))
-                else:
-                    outputs.append(call(item))
+                outputs.extend(call(item))
             except Exception as exc:
                 if stage.on_error == "skip":
                     skipped += 1
@@ -136,17 +131,6 @@ def _run_stage(stage: StageConfig, items: list[Any], budget_s: float = math.inf)
     finally:
         close()
     return _Pass(outputs, good, done, skipped, "", time.perf_counter() - started)
-
-
-def _collect(stage: StageConfig, item: Any) -> list[Any]:
-    assert stage.fn is not None
-    if stage.fn_kind.value == "async-generator":
-
-        async def drain() -> list[Any]:
-            return [x async for x in stage.fn(item)]  # type: ignore[misc]
-
-        return asyncio.run(drain())
-    return list(stage.fn(item))
 
 
 def _say_for(say: Callable[[str], None], stage: str, line: str) -> None:

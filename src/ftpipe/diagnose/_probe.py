@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
+from .._engine import set_diagnostic_hook
 from .._runtime import gil_enabled, gil_reenabled_by, is_free_threaded
 from ._records import Configuration, Curve
 from ._sweep import PROGRESS, CallFailed, SweepSettings, sweep
@@ -57,16 +58,13 @@ def _no_pipelines_while_importing() -> Iterator[None]:
             'under `if __name__ == "__main__":` so the function can be imported on its own'
         )
 
-    from .._engine import set_diagnostic_hook
-    from ._diagnostic_mode import DiagnosticProfiler
-
     saved = os.environ.get("FTPIPE_DIAGNOSTIC_MODE")
     os.environ["FTPIPE_DIAGNOSTIC_MODE"] = "1"
-    set_diagnostic_hook(refuse)
+    previous = set_diagnostic_hook(refuse)
     try:
         yield
     finally:
-        set_diagnostic_hook(DiagnosticProfiler)
+        set_diagnostic_hook(previous)
         if saved is None:
             del os.environ["FTPIPE_DIAGNOSTIC_MODE"]
         else:

@@ -16,7 +16,7 @@ the harness adds no shared object of its own for the threads to contend on.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import resource
 import statistics
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .._engine._calls import caller
 from .._engine._config import FnKind, classify_fn
 from .._runtime import usable_cores
 from ._records import Point
@@ -99,36 +100,21 @@ def settings_for(levels: Sequence[int] | None, *, quick: bool = False) -> SweepS
     return SweepSettings(chosen)
 
 
-def _exhaust(iterable: Any) -> int:
-    n = 0
-    for _ in iterable:
-        n += 1
-    return n
-
-
 def make_caller(fn: Callable[..., Any]) -> Caller:
     """Return a per-thread factory of ``(call(item), close())`` for any kind of stage function.
 
-    Generators are exhausted; async functions run on an event loop owned by the
-    calling thread (one per worker, closed when it finishes).
+    The engine's own ``caller`` (generators collected, async functions on an event loop
+    owned by the calling thread), except that a plain function is called as it is: the
+    sweep measures the function, not a wrapper around it.
     """
     kind = classify_fn(fn)
+    if kind is FnKind.FUNCTION:
+        return lambda: (fn, _nothing)
+    return functools.partial(caller, fn, kind)
 
-    def factory() -> tuple[Callable[[Any], Any], Callable[[], None]]:
-        if kind is FnKind.GENERATOR:
-            return (lambda item: _exhaust(fn(item))), (lambda: None)
-        if kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
-            loop = asyncio.new_event_loop()
 
-            async def drain(item: Any) -> Any:
-                if kind is FnKind.ASYNC:
-                    return await fn(item)
-                return [x async for x in fn(item)]
-
-            return (lambda item: loop.run_until_complete(drain(item))), loop.close
-        return fn, (lambda: None)
-
-    return factory
+def _nothing() -> None:
+    pass
 
 
 def _cpu_jiffies() -> int | None:
