@@ -289,7 +289,7 @@ def diagnose(
             items,
             thread_concurrency=decision.best_concurrency,
             pool_concurrency=cal_level,
-            window_s=0.6 if quick else 1.5,
+            window_s=0.4 if quick else 1.5,
             progress=progress,
         )
         decision = judge(trials=trials)
