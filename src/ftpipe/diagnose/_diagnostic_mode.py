@@ -15,7 +15,7 @@ no scheduler mistakes the run for a finished job.
 Environment:
     FTPIPE_DIAGNOSTIC_ITEMS   source items to cache (default 200)
     FTPIPE_DIAGNOSTIC_DIR     where the report goes (default ./ftpipe-diagnostic-<timestamp>)
-    FTPIPE_DIAGNOSTIC_QUICK   1 for quick measurements (about 15 s per stage instead of 60 s)
+    FTPIPE_DIAGNOSTIC_QUICK   1 for quick measurements (about 20 s per stage instead of up to 75 s)
     FTPIPE_DIAGNOSTIC_CONCURRENCY  levels to try, e.g. 1,2,4 (default 1, 2, 4, ... past the cores)
     FTPIPE_DIAGNOSTIC_PASS_SECONDS seconds each stage may run over its cached inputs to make
                                    the next stage's (default 20, 5 with QUICK); a slow stage
