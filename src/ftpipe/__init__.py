@@ -5,7 +5,7 @@ knows the API.  ``ftpipe.torch`` is the exception, imported on demand because it
 needs PyTorch.
 
     Pipelines            PipelineBuilder -> build() -> Pipeline; PipelineConfig,
-                         StageConfig, PipelineStats, StageStats
+                         StageConfig, PipelineStats, StageStats; TuningWarning
     Executors            ThreadExecutor, InterpreterExecutor, ProcessExecutor,
                          run_in_subprocess -> SubprocessPipeline, BrokenWorkerError,
                          RemoteTraceback; new kinds: ExecutorKind, register_executor_kind,
@@ -25,6 +25,7 @@ from ._engine import (
     PipelineStats,
     StageConfig,
     StageStats,
+    TuningWarning,
     executor_kind_names,
     register_executor_kind,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "StageStats",
     "SubprocessPipeline",
     "ThreadExecutor",
+    "TuningWarning",
     "Verdict",
     "WorkerPool",
     "diagnose",

@@ -14,7 +14,8 @@
                                                      all built on _stage (runtime, retry and
                                                      error policies) and _calls (calling fn)
 
-    _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters.
+    _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters;
+    _tuning: a diagnosis report's advice applied to a builder's stages.
 """
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
@@ -23,6 +24,7 @@ from ._executor_kinds import ExecutorKind, executor_kind_names, register_executo
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
+from ._tuning import TuningWarning
 
 __all__ = [
     "ExecutorKind",
@@ -34,6 +36,7 @@ __all__ = [
     "StageConfig",
     "StageKind",
     "StageStats",
+    "TuningWarning",
     "executor_kind_names",
     "register_executor_kind",
     "set_diagnostic_hook",

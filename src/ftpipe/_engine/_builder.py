@@ -9,6 +9,8 @@
     add_sink(buffer_size)
                 │
                 ▼
+    apply_tuning(report)      each stage's concurrency and executor as a diagnosis
+                              report advises (_tuning); FTPIPE_TUNING does it in build()
     config() ──► PipelineConfig ──► build() ──► Pipeline
                                           └──► under FTPIPE_DIAGNOSTIC_MODE=1: what the
                                                detector's hook returns (set_diagnostic_hook)
@@ -27,6 +29,7 @@ from .._validate import positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
 from ._pipeline import Pipeline
+from ._tuning import TUNING_ENV, apply_report
 
 if TYPE_CHECKING:
     from typing import Self
@@ -201,13 +204,39 @@ class PipelineBuilder:
             sink = DEFAULT_BUFFER_SIZE
         return PipelineConfig(self._source, tuple(self._stages), sink)
 
+    def apply_tuning(self, report: Any) -> Self:
+        """Set each stage's concurrency and executor to a diagnosis report's advice.
+
+        Stages are matched by name; the advice taken is the one for the interpreter
+        in use (on a free-threaded build with the GIL off, a report made on a GIL
+        build gives its free-threaded advice, with a warning).  Stages the report
+        does not know keep their settings.  Whatever is not applied (an inconclusive
+        verdict, a stage the pipeline lacks, an executor the function cannot run on,
+        a stage on your own executor instance) is a ``TuningWarning`` saying why.
+
+        Args:
+            report: The path of the ``report.json`` diagnostic mode writes
+                (``FTPIPE_DIAGNOSTIC_MODE=1``), its parsed document, or diagnoses.
+
+        Raises:
+            FileNotFoundError: No report at the path.
+            ValueError, TypeError: ``report`` is not a diagnosis report.
+        """
+        self._stages = apply_report(self._stages, report, self._sized)
+        return self
+
     def build(self) -> Pipeline:
         """Return a ``Pipeline`` ready to run (it starts on ``with`` or iteration).
 
+        Under ``FTPIPE_TUNING=path/to/report.json`` the report's advice is applied to
+        the pipeline built (as ``apply_tuning`` does; the builder itself is unchanged).
         Under ``FTPIPE_DIAGNOSTIC_MODE=1`` (and with ``ftpipe.diagnose`` importable)
         this returns the diagnostic profiler instead; see the diagnostic-mode docs.
         """
         config = self.config()
+        tuning = os.environ.get(TUNING_ENV, "")
+        if tuning:
+            config = replace(config, stages=tuple(apply_report(config.stages, tuning, self._sized)))
         if os.environ.get("FTPIPE_DIAGNOSTIC_MODE", "") not in ("", "0"):
             with _hook_lock:
                 hook = _diagnostic_hook
