@@ -147,11 +147,6 @@ def apply_report(stages: Sequence[StageConfig], report: Any, sized: set[str]) ->
 
 
 def _applied(stage: StageConfig, d: Mapping[str, Any], sized: set[str]) -> StageConfig:
-    advice = _advice(d, stage.name)
-    if isinstance(advice, str):
-        warnings.warn(advice, TuningWarning, stacklevel=4)
-        return stage
-    executor, concurrency = advice
     if stage.kind is not StageKind.PIPE or stage.fn is None:
         warnings.warn(
             f"stage {stage.name!r} is not a pipe stage; its advice is not applied",
@@ -162,12 +157,16 @@ def _applied(stage: StageConfig, d: Mapping[str, Any], sized: set[str]) -> Stage
     if stage.executor is not None and not isinstance(stage.executor, str):
         warnings.warn(
             f"stage {stage.name!r} runs on an executor you passed "
-            f"({type(stage.executor).__name__}); the advice ({executor} x{concurrency}) is "
-            "not applied over it",
+            f"({type(stage.executor).__name__}); the report's advice is not applied over it",
             TuningWarning,
             stacklevel=4,
         )
         return stage
+    advice = _advice(d, stage.name)
+    if isinstance(advice, str):
+        warnings.warn(advice, TuningWarning, stacklevel=4)
+        return stage
+    executor, concurrency = advice
     try:
         return StageConfig.for_pipe(
             stage.fn,
