@@ -120,3 +120,18 @@ def test_trials_round_trip_through_json() -> None:
     )
     again = Diagnosis.from_dict(json.loads(d.to_json()))
     assert again.executor_trials == d.executor_trials
+
+
+@pytest.mark.timeout(120)
+def test_slow_calls_skip_the_trials_and_say_so() -> None:
+    import time
+
+    import ftpipe
+
+    def slow(x: int) -> int:
+        time.sleep(0.45)  # longer than a quick trial's window (0.4 s)
+        return x
+
+    d = ftpipe.diagnose(slow, [1, 2], concurrency=[2], configurations="in-process", quick=True)
+    assert d.executor_trials == ()
+    assert any("executors were not tried" in n for n in d.notes)

@@ -282,6 +282,15 @@ def diagnose(
     )
     decision = judge()
     trials: tuple[ExecutorTrial, ...] = ()
+    window_s = 0.4 if quick else 1.5
+    per_call = min((c.points[0].wall_s_per_item for c in curves if c.ok), default=0.0)
+    if trial_executors and per_call > window_s:
+        # A trial waits for a few calls per executor: with calls this slow that is minutes.
+        trial_executors = False
+        notes.append(
+            f"one call takes about {per_call:.1f} s, so the executors were not tried through "
+            "a pipeline: the executor advice comes from the curves alone"
+        )
     if trial_executors and decision.verdict is not Verdict.INCONCLUSIVE and usable_cores() >= 2:
         # The advice, measured: the same function through a pipeline on each executor.
         trials = run_trials(
@@ -289,7 +298,7 @@ def diagnose(
             items,
             thread_concurrency=decision.best_concurrency,
             pool_concurrency=cal_level,
-            window_s=0.4 if quick else 1.5,
+            window_s=window_s,
             progress=progress,
         )
         decision = judge(trials=trials)
