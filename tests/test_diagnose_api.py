@@ -26,6 +26,10 @@ from ftpipe import Diagnosis, Verdict
 from ftpipe._runtime import is_free_threaded
 from ftpipe.diagnose._capacity import MIN_CAPACITY
 
+# A diagnosis measures the machine: four at once (tests-parallel) measure each other, and
+# each takes four times as long.
+pytestmark = pytest.mark.thread_unsafe
+
 needs_free_threaded = pytest.mark.skipif(
     not is_free_threaded(), reason="needs a free-threaded build"
 )
