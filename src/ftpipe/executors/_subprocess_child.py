@@ -48,6 +48,7 @@ class _Terminated(SystemExit):
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second one just ends the process
     raise _Terminated(0)
 
 
@@ -156,6 +157,9 @@ def pipeline_main(conn: Connection, prefix: str, credits: int, persistent: bool)
             if pools is not None:
                 pools.close()
             transport.close()
+            # Cleaned up: a SIGTERM from here on (the parent's, while interpreter exit
+            # waits for a stuck stage's thread) just ends the process.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except _Closing:
         pass
     except _ParentGone:
@@ -188,35 +192,50 @@ def _run_epoch(
     blob: bytes,
     credits: int,
 ) -> None:
+    """Run epoch ``number``; its end marker goes out once its pipeline is closed.
+
+    Only then is the child ready for the next epoch: a pipeline whose close
+    waits on a stuck call sends nothing, and the parent replaces the child.
+    """
     where = f"in pipeline subprocess {os.getpid()}"
+    end = b"d"
     try:
-        try:
-            config = pickle.loads(blob)
-            if pools is not None:
-                config = pools.attach(config)
+        config = pickle.loads(blob)
+        if pools is not None:
+            config = pools.attach(config)
+        if not epochs.stopped(number):  # else stopped before it began
             pipeline = Pipeline(config)
             with pipeline:
-                if not epochs.begin(number, pipeline):
-                    _send(conn, b"d")  # stopped before it began
-                    return
-                for item in pipeline:
-                    # Read credits (or a stop) without blocking; block only when out of credit.
-                    while not epochs.stopped(number) and (credits == 0 or not epochs.inbox.empty()):
-                        message = _take(epochs.inbox, block=credits == 0)
-                        if message[:1] == b"c":
-                            # A credit message also frees segments the parent released.
-                            epoch, more = transport.loads(memoryview(message)[1:])
-                            credits += more if epoch == number else 0
-                    if epochs.stopped(number):
-                        break
-                    _send(conn, b"i" + transport.dumps(item))
-                    credits -= 1
-                    del item
-        except (_ParentGone, _Terminated, _Closing):
-            raise
-        except BaseException as exc:
-            _send(conn, b"e" + transport.dumps(pack_exception(exc, where)))
-            return
-        _send(conn, b"d")
+                if epochs.begin(number, pipeline):
+                    _stream(conn, transport, epochs, pipeline, number, credits)
+    except (_ParentGone, _Terminated, _Closing):
+        raise
+    except BaseException as exc:
+        end = b"e" + transport.dumps(pack_exception(exc, where))
     finally:
         epochs.end()
+    _send(conn, end)
+
+
+def _stream(
+    conn: Connection,
+    transport: _shm.Endpoint,
+    epochs: _Epochs,
+    pipeline: Pipeline,
+    number: int,
+    credits: int,
+) -> None:
+    """Send the pipeline's items while there is credit, until it ends or is stopped."""
+    for item in pipeline:
+        # Read credits (or a stop) without blocking; block only when out of credit.
+        while not epochs.stopped(number) and (credits == 0 or not epochs.inbox.empty()):
+            message = _take(epochs.inbox, block=credits == 0)
+            if message[:1] == b"c":
+                # A credit message also frees segments the parent released.
+                epoch, more = transport.loads(memoryview(message)[1:])
+                credits += more if epoch == number else 0
+        if epochs.stopped(number):
+            return
+        _send(conn, b"i" + transport.dumps(item))
+        credits -= 1
+        del item
