@@ -66,7 +66,7 @@ class PipelineLoader:
             every epoch's pipeline uses, and ``in_subprocess`` one child that
             runs every epoch.  A stage whose kind or concurrency changed, or
             whose pool lost a worker, gets a new pool at the next epoch; so does
-            one still busy ``SETTLE_S`` (2 s) after an epoch left early.  A new
+            one still busy 2 s after an epoch was left early.  A new
             ``iter()`` ends the previous epoch that used them (as DataLoader's
             does).  Thread stages and executors you pass are not affected.
             False: every epoch starts and stops its own.
