@@ -149,6 +149,7 @@ def test_errors_retries_and_skips_are_the_same_as_with_a_pool_per_pipeline(tmp_p
         pools.close()
 
 
+@pytest.mark.thread_unsafe  # one marks directory per test (see wait_for_marks)
 def test_calls_left_running_by_an_abandoned_epoch_do_not_hold_up_the_next(tmp_path) -> None:  # type: ignore[no-untyped-def]
     pools = PersistentPools()
     try:

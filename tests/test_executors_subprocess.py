@@ -323,6 +323,7 @@ def test_stopping_an_epoch_keeps_the_child_and_the_next_epoch_is_whole() -> None
 
 
 @pytest.mark.timeout(90)
+@pytest.mark.thread_unsafe  # one marks directory per test (see wait_for_marks)
 def test_an_epoch_stopped_inside_a_slow_stage(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The stop reaches a child blocked inside the pipeline; a stuck one is replaced."""
     child = PipelineChild()
@@ -401,6 +402,7 @@ def test_a_worker_killed_between_epochs_is_replaced_in_the_child() -> None:
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.thread_unsafe  # one marks directory per test (see wait_for_marks)
 def test_closing_a_pipeline_child_mid_epoch_is_prompt_and_leaves_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
     child = PipelineChild()
     builder = ftpipe.PipelineBuilder().add_source([(str(tmp_path), 60.0)] * 3)
