@@ -16,6 +16,8 @@ import pytest
 import ftpipe
 import test_executors_workloads as w
 from ftpipe import BrokenWorkerError, run_in_subprocess
+from ftpipe.executors._persistent import SETTLE_S
+from ftpipe.executors._subprocess import PipelineChild
 
 
 def _alive(pid: int) -> bool:
@@ -236,3 +238,182 @@ def test_the_pipeline_subprocess_and_its_workers_die_with_a_killed_parent(tmp_pa
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in pids if _alive(p)]
+
+
+# -- PipelineChild: one pipeline subprocess for pipeline after pipeline (epochs) ----------
+
+
+def _epoch_builder(n: int = 20) -> ftpipe.PipelineBuilder:
+    return (
+        ftpipe.PipelineBuilder()
+        .add_source(range(n))
+        .pipe(w.square, concurrency=2)
+        .pipe(w.slow_with_pid, executor="process", concurrency=2, name="load")
+    )
+
+
+def _gone(pids: set[int], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.timeout(90)
+def test_a_pipeline_child_runs_every_epoch_in_one_process_with_the_same_workers() -> None:
+    child = PipelineChild(buffer_size=4)
+    assert child.pid is None  # started by the first run
+    try:
+        outs = []
+        for _ in range(3):
+            with child.run(_epoch_builder()) as results:
+                assert results.pid == child.pid
+                outs.append(list(results))
+        pid, prefix = child.pid, child.shm_prefix
+        assert pid is not None and prefix is not None and _alive(pid)
+        assert [x for x, _ in outs[0]] == [x * x for x in range(20)]
+        # Which worker ran an item may differ; the outputs and the two workers do not.
+        assert [x for x, _ in outs[1]] == [x for x, _ in outs[2]] == [x for x, _ in outs[0]]
+        workers = [{p for _, p in out} for out in outs]
+        assert workers[0] == workers[1] == workers[2] and len(workers[0]) == 2
+        assert pid not in workers[0]
+    finally:
+        child.close()
+    assert _gone({pid, *workers[0]})
+    assert not _segments_with(prefix) and not _segments_with(f"ftpipe-{pid}-")
+
+
+def _reaped(pid: int) -> None:
+    """Wait until ``pid`` is gone, zombie included: only then do its owners see it dead.
+
+    (A forkserver child is reaped by the server, which then tells the parent; a
+    process killed the instant an epoch starts fails that epoch, as one killed
+    during it does.)
+    """
+    deadline = time.monotonic() + 5.0
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+
+
+def _segments_with(prefix: str) -> list[str]:
+    return [s for s in _segments() if s.startswith(prefix)]
+
+
+@pytest.mark.timeout(90)
+def test_stopping_an_epoch_keeps_the_child_and_the_next_epoch_is_whole() -> None:
+    child = PipelineChild(buffer_size=2)
+    try:
+        results = child.run(ftpipe.PipelineBuilder().add_source(range(10_000)).pipe(w.square))
+        assert [next(results) for _ in range(3)] == [0, 1, 4]
+        pid = child.pid
+        results.close()
+        assert next(results, "ended") == "ended"
+        assert [x for x, _ in child.run(_epoch_builder())] == [x * x for x in range(20)]
+        # Abandoned without close(): the next run stops it all the same.
+        abandoned = child.run(ftpipe.PipelineBuilder().add_source(range(10_000)).pipe(w.square))
+        next(abandoned)
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(5)))) == list(range(5))
+        assert next(abandoned, "ended") == "ended"  # a later run took over
+        assert child.pid == pid
+    finally:
+        child.close()
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.thread_unsafe  # one marks directory per test (see wait_for_marks)
+def test_an_epoch_stopped_inside_a_slow_stage(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The stop reaches a child blocked inside the pipeline; a stuck one is replaced."""
+    child = PipelineChild()
+    try:
+        results = child.run(ftpipe.PipelineBuilder().add_source([0.5] * 4).pipe(w.sleep_then))
+        pid = child.pid
+        results.close()  # the child waits for a thread stage's call: half a second
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(3)))) == [0, 1, 2]
+        assert child.pid == pid
+
+        stuck = ftpipe.PipelineBuilder().add_source([(str(tmp_path), 60.0)] * 2)
+        results = child.run(stuck.pipe(w.mark_then_sleep))
+        w.wait_for_marks(str(tmp_path), 1)  # a thread stage's call of a minute runs
+        results.close()
+        start = time.monotonic()
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(3)))) == [0, 1, 2]
+        assert time.monotonic() - start < SETTLE_S + 10.0
+        assert child.pid != pid and _gone({pid})  # a minute-long call: a new child
+    finally:
+        child.close()
+
+
+@pytest.mark.timeout(90)
+def test_an_error_ends_its_epoch_only_and_a_dead_child_is_replaced() -> None:
+    child = PipelineChild()
+    try:
+        picky = (
+            ftpipe.PipelineBuilder()
+            .add_source(range(10))
+            .pipe(functools.partial(w.fail_on, 5), name="picky")
+        )
+        got = []
+        with pytest.raises(ValueError, match="bad item 5") as info:
+            for x in child.run(picky):
+                got.append(x)
+        assert got == [0, 1, 2, 3, 4]
+        assert any("picky" in note for note in getattr(info.value, "__notes__", []))
+        pid = child.pid
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(3)))) == [0, 1, 2]
+        assert child.pid == pid
+
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _reaped(pid)
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(3)))) == [0, 1, 2]
+        assert child.pid != pid
+
+        # Killed during an epoch: that epoch fails, as run_in_subprocess's does.
+        results = child.run(ftpipe.PipelineBuilder().add_source([0.2] * 100).pipe(w.sleep_then))
+        next(results)
+        assert child.pid is not None
+        os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(BrokenWorkerError, match="SIGKILL"):
+            for _ in results:
+                pass
+        assert list(child.run(ftpipe.PipelineBuilder().add_source(range(3)))) == [0, 1, 2]
+    finally:
+        child.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        child.run(ftpipe.PipelineBuilder().add_source([1]))
+
+
+@pytest.mark.timeout(90)
+def test_a_worker_killed_between_epochs_is_replaced_in_the_child() -> None:
+    child = PipelineChild()
+    try:
+        first = {p for _, p in child.run(_epoch_builder())}
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        _reaped(victim)
+        out = list(child.run(_epoch_builder()))
+        assert [x for x, _ in out] == [x * x for x in range(20)]
+        assert victim not in {p for _, p in out}
+    finally:
+        child.close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.thread_unsafe  # one marks directory per test (see wait_for_marks)
+def test_closing_a_pipeline_child_mid_epoch_is_prompt_and_leaves_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    child = PipelineChild()
+    builder = ftpipe.PipelineBuilder().add_source([(str(tmp_path), 60.0)] * 3)
+    builder.pipe(w.mark_then_sleep, concurrency=2, executor="process")
+    results = child.run(builder)
+    workers = set(w.wait_for_marks(str(tmp_path), 2))
+    pid, prefix = child.pid, child.shm_prefix
+    assert pid is not None and prefix is not None
+    start = time.monotonic()
+    child.close()
+    assert time.monotonic() - start < 3.0
+    assert next(results, "ended") == "ended"
+    assert _gone({pid, *workers})
+    assert not _segments_with(prefix) and not _segments_with(f"ftpipe-{pid}-")

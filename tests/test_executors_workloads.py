@@ -217,3 +217,9 @@ def mark_then_hold_the_gil(job: tuple[str, float]) -> int:
     directory, _ = job
     open(os.path.join(directory, f"running-{os.getpid()}-{threading.get_ident()}"), "w").close()
     return sum(range(10**11))  # minutes inside builtin sum(): no eval breaker, no GIL release
+
+
+def slow_with_pid(x: Any) -> tuple[Any, int]:
+    """``(x, pid)`` after 5 ms: slow enough that every worker of a pool gets calls."""
+    time.sleep(0.005)
+    return x, os.getpid()

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import functools
+import gc
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import OrderedDict, namedtuple
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 
 torch = pytest.importorskip("torch")
 
 import ftpipe  # noqa: E402
 import ftpipe.torch as ft  # noqa: E402
+import test_executors_workloads as w  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -281,6 +287,179 @@ def test_loader_with_process_stage_and_in_subprocess() -> None:
     assert len(loader) == 3
     got = [ft.as_tensors(b) for b in loader]
     assert [b["i"].tolist() for b in got] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+# -- persistent workers -------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _gone(pids: set[int], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while any(_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _segments(prefix: str) -> list[str]:
+    return [e for e in os.listdir("/dev/shm") if e.startswith(prefix)]
+
+
+def _pid_builder(epoch: int = 0, n: int = 24) -> ftpipe.PipelineBuilder:
+    return (
+        ftpipe.PipelineBuilder()
+        .add_source(list(range(n)))
+        .pipe(w.slow_with_pid, executor="process", concurrency=2, name="load")
+        .aggregate(4)
+    )
+
+
+def _run_epoch(loader: Any) -> tuple[list[int], set[int]]:
+    """One epoch: the items in order, and the pids of the processes that made them."""
+    batches = list(loader)
+    return [x for b in batches for x, _ in b], {p for b in batches for _, p in b}
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_serve_every_epoch_and_close_leaves_nothing() -> None:
+    loader = ft.PipelineLoader(_pid_builder)  # persistent_workers=True is the default
+    try:
+        out1, pids1 = _run_epoch(loader)
+        pool = loader._pools.pools()["load"]  # type: ignore[union-attr]
+        out2, pids2 = _run_epoch(loader)
+        assert pids1 == pids2 == set(pool.worker_pids()) and len(pids1) == 2
+    finally:
+        loader.close()
+    assert _gone(pids1) and not _segments(pool.shm_prefix)
+    plain = ft.PipelineLoader(_pid_builder, persistent_workers=False)
+    out3, pids3 = _run_epoch(plain)
+    out4, pids4 = _run_epoch(plain)
+    assert pids3.isdisjoint(pids4) and _gone(pids3 | pids4)  # new workers every epoch
+    assert out1 == out2 == out3 == out4 == list(range(24))
+    # Iterating after close() starts new workers.
+    try:
+        out5, pids5 = _run_epoch(loader)
+        assert out5 == out1 and pids5.isdisjoint(pids1)
+    finally:
+        loader.close()
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_after_a_break_give_the_whole_next_epoch() -> None:
+    loader = ft.PipelineLoader(functools.partial(_pid_builder, n=400))
+    try:
+        for i, _ in enumerate(loader):
+            if i == 2:
+                break
+        out, pids = _run_epoch(loader)  # the abandoned epoch's queued calls were cancelled
+        assert out == list(range(400))
+        with iter(loader) as batches:
+            next(batches)
+        out, again = _run_epoch(loader)
+        assert out == list(range(400)) and again == pids
+    finally:
+        loader.close()
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_give_the_same_errors() -> None:
+    def picky(epoch: int) -> ftpipe.PipelineBuilder:
+        return (
+            ftpipe.PipelineBuilder()
+            .add_source(range(10))
+            .pipe(functools.partial(w.fail_on, 5), executor="process", name="picky")
+        )
+
+    def outcome(loader: Any) -> tuple[list[int], str, list[str]]:
+        got: list[int] = []
+        with pytest.raises(ValueError, match="bad item 5") as info:
+            for x in loader:
+                got.append(x)
+        return got, str(info.value), getattr(info.value, "__notes__", [])
+
+    expected = outcome(ft.PipelineLoader(picky, persistent_workers=False))
+    assert expected[0] == [0, 1, 2, 3, 4] and any("picky" in n for n in expected[2])
+    with ft.PipelineLoader(picky) as loader:
+        assert outcome(loader) == expected
+        assert outcome(loader) == expected  # the pool that raised serves the next epoch
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_a_killed_worker_is_replaced_and_close_is_prompt(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    loader = ft.PipelineLoader(_pid_builder)
+    try:
+        _, pids = _run_epoch(loader)
+        victim = min(pids)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while psutil.pid_exists(victim) and time.monotonic() < deadline:
+            time.sleep(0.02)  # reaped by the fork server, which then tells the pool
+        time.sleep(0.1)
+        out, after = _run_epoch(loader)
+        assert out == list(range(24)) and victim not in after
+    finally:
+        loader.close()
+
+    def stuck(epoch: int) -> ftpipe.PipelineBuilder:
+        jobs = [(str(tmp_path), 60.0)] * 4
+        builder = ftpipe.PipelineBuilder().add_source(jobs)
+        return builder.pipe(w.mark_then_sleep, executor="process", concurrency=2, name="load")
+
+    loader = ft.PipelineLoader(stuck)
+    batches = iter(loader)
+    busy = set(w.wait_for_marks(str(tmp_path), 2))
+    start = time.monotonic()
+    loader.close()  # mid-epoch, calls of a minute running
+    assert time.monotonic() - start < 5.0
+    assert _gone(busy)
+    with pytest.raises(StopIteration):
+        next(batches)
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_outlive_a_dropped_loader_until_its_epoch_is_done() -> None:
+    batches = iter(ft.PipelineLoader(_pid_builder))  # the loader is garbage at once
+    gc.collect()
+    got = [b for b in batches]
+    assert [x for b in got for x, _ in b] == list(range(24))
+    pids = {p for b in got for _, p in b}
+    del batches, got
+    gc.collect()
+    assert _gone(pids)  # collecting the loader (and its last epoch) stopped them
+
+
+@pytest.mark.timeout(120)
+def test_persistent_workers_in_subprocess_keep_one_child() -> None:
+    loader = ft.PipelineLoader(_pid_builder, in_subprocess=True, buffer_size=2)
+    try:
+        out1, pids1 = _run_epoch(loader)
+        child = loader._child.pid  # type: ignore[union-attr]
+        prefix = loader._child.shm_prefix  # type: ignore[union-attr]
+        for i, _ in enumerate(loader):
+            if i == 1:
+                break  # stops that epoch's pipeline in the child, not the child
+        out2, pids2 = _run_epoch(loader)
+        assert loader._child.pid == child and _alive(child)  # type: ignore[union-attr]
+        assert out1 == out2 == list(range(24)) and pids1 == pids2 and len(pids1) == 2
+    finally:
+        loader.close()
+    assert _gone({child, *pids1})
+    assert not _segments(prefix) and not _segments(f"ftpipe-{child}-")
+
+    plain = ft.PipelineLoader(_pid_builder, in_subprocess=True, persistent_workers=False)
+    children = []
+    for _ in range(2):
+        epoch = iter(plain)
+        children.append(epoch._pipeline.pid)
+        assert [x for b in epoch for x, _ in b] == list(range(24))
+    assert children[0] != children[1] and _gone(set(children))
 
 
 # -- a real training loop -----------------------------------------------------------------

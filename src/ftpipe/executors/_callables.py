@@ -14,9 +14,15 @@ import importlib
 import pickle
 import sys
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
-__all__ = ["check_importable", "check_picklable", "modules_refusing_subinterpreters"]
+__all__ = [
+    "check_importable",
+    "check_picklable",
+    "modules_refusing_subinterpreters",
+    "pickle_config",
+]
 
 # Extensions known to refuse loading in an isolated subinterpreter (single-phase
 # init or per-process state).  A stage whose module imports one of them fails
@@ -117,3 +123,30 @@ def modules_refusing_subinterpreters(fn: Callable[..., Any]) -> list[str]:
         if isinstance(name, str) and name.partition(".")[0] in _REFUSE_SUBINTERPRETERS:
             found.add(name.partition(".")[0])
     return sorted(found)
+
+
+def pickle_config(config: Any) -> bytes:
+    """Pickle a pipeline's config for the pipeline subprocess, or say what cannot move.
+
+    Raises:
+        TypeError: A stage executor is an instance, a stage function does not
+            pickle by reference, or the source does not pickle (a generator).
+    """
+    for stage in config.stages:
+        if isinstance(stage.executor, Executor):
+            raise TypeError(
+                f"stage {stage.name!r}: a user-supplied executor ({type(stage.executor).__name__}) "
+                "cannot move into the pipeline subprocess; pass a kind name instead "
+                "('thread', 'process', 'interpreter')"
+            )
+        if stage.fn is not None:
+            check_picklable(stage.fn, stage.name, target="the pipeline subprocess")
+    try:
+        pickle.dumps(config.source, protocol=5)
+    except Exception as exc:
+        raise TypeError(
+            f"the source ({type(config.source).__name__}) cannot be sent to the pipeline "
+            f"subprocess: {type(exc).__name__}: {exc}. Pass a list, a range or an iterable "
+            "object whose class is importable (generators cannot be pickled)"
+        ) from exc
+    return pickle.dumps(config, protocol=5)

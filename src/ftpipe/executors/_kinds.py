@@ -13,7 +13,7 @@ from ._pool import WorkerPool
 from ._process import ProcessExecutor
 from ._subinterpreters import subinterpreters_available, unavailable_reason
 
-__all__ = ["register_kinds"]
+__all__ = ["own_kind", "register_kinds"]
 
 
 def _stop(executor: Executor) -> None:
@@ -42,9 +42,24 @@ def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
     check_importable(fn, stage)
 
 
+# Written once at import time, read-only afterwards.
+_OWN = {
+    "process": ExecutorKind("process", _create_process, _check_process, _stop),
+    "interpreter": ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop),
+}
+
+
+def own_kind(name: str) -> ExecutorKind | None:
+    """The kind registered here under ``name`` (how to create and stop its pools), or None.
+
+    The engine exports no look-up by name, so persistent pools (``_persistent``)
+    can keep the pools of these kinds; a kind registered elsewhere runs as the
+    engine runs it, with new workers per pipeline.
+    """
+    return _OWN.get(name)
+
+
 def register_kinds() -> None:
     """Make ``pipe(..., executor="process" | "interpreter")`` work."""
-    register_executor_kind(ExecutorKind("process", _create_process, _check_process, _stop))
-    register_executor_kind(
-        ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop)
-    )
+    for kind in _OWN.values():
+        register_executor_kind(kind)

@@ -210,6 +210,15 @@ class WorkerPool(Executor):
         if wait:
             self._state.join()
 
+    def _healthy(self) -> bool:
+        """Whether the pool can still take calls: not shut down, no worker found dead.
+
+        For an owner that keeps a pool between uses (``_persistent``) and
+        replaces one that would fail its next call.
+        """
+        with self._state.lock:
+            return self._state.broken is None and not self._state.shutdown
+
     def _terminate(self, timeout: float = _TERMINATE_JOIN_S) -> None:
         """Stop now, for a pipeline closing the executor it created.
 

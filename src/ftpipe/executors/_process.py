@@ -34,6 +34,7 @@ process with threads can copy a lock held by another thread.
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -209,6 +210,21 @@ class ProcessContext:
             exitcode=code,
         )
 
+    def exited(self) -> bool:
+        """True once the started child has ended (killed, crashed), before any call notices.
+
+        An idle worker thread waits on its queue, not on the child, so a child
+        killed between calls is only found by the next call; its sentinel is
+        readable from the moment it exits (select only: nothing is read).
+        """
+        proc = self._proc
+        if proc is None:
+            return False
+        try:
+            return bool(multiprocessing.connection.wait([proc.sentinel], timeout=0))
+        except (ValueError, OSError):  # not started yet, or closed by its exiting worker thread
+            return False
+
     def interrupt(self) -> bool:
         # A killed child's worker thread reads EOF at once: it stops promptly either way.
         with self._lock:
@@ -305,6 +321,11 @@ class ProcessExecutor(WorkerPool):
         with self._state.lock:  # submit() appends contexts under it
             contexts: list[Any] = list(self._contexts)
         return [pid for pid in (c.pid for c in contexts) if pid is not None]
+
+    def _healthy(self) -> bool:
+        with self._state.lock:
+            contexts: list[Any] = list(self._contexts)
+        return super()._healthy() and not any(c.exited() for c in contexts)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         super().shutdown(wait=wait, cancel_futures=cancel_futures)

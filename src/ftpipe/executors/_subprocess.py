@@ -1,164 +1,194 @@
-"""``run_in_subprocess``: a whole pipeline in one dedicated child process.
+"""Whole pipelines in one dedicated child process: ``run_in_subprocess`` and ``PipelineChild``.
 
 The answer to the noisy neighbour: the pipeline's threads compete for cores
 with each other in the child, not with the training loop's thread here::
 
-    parent (consumer)                               child process
-    SubprocessPipeline.__next__ <--- pipe: b"i" + Endpoint pickle (arrays in /dev/shm)
-                                <--- b"e" + (exception, traceback) | b"d" (done)
-    every buffer_size // 2 items --- n more credits + released segments --->  sends only with credit
-    close() / break / __exit__  --- b"" (stop) ---> leaves `with pipeline`; reaped; segments removed
+    parent (consumer)                                child process (_subprocess_child)
+    PipelineChild.run(config) --- b"r" + config ---> epoch n: Pipeline(config), started
+    SubprocessEpoch.__next__ <--- b"i" + Endpoint pickle (arrays in /dev/shm)
+                             <--- b"e" + (exception, traceback) | b"d" (done)
+    every buffer_size // 2 items - b"c" + n more credits + released segments ->  sends only with credit
+    SubprocessEpoch.close()  ---- b"s" + n ------> stops epoch n; the child (and its pools) stay
+    next run(): reads what epoch n still sent, up to its b"e" | b"d"; a child that does not
+                get there within SETTLE_S, or died, is replaced by a new one
+    PipelineChild.close()  ------ b"" (stop) ----> leaves `with pipeline`, stops its pools;
+                                                   reaped; segments removed
 
 Credits bound how far the child runs ahead (``buffer_size`` items), so a fast
 pipeline cannot fill ``/dev/shm`` while the consumer is busy.
+``run_in_subprocess`` is one ``run`` on a child of its own, closed with it.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
-import pickle
-import signal
 import weakref
-from concurrent.futures import Executor
 from multiprocessing.connection import Connection
-from types import FrameType
+from time import monotonic
 from typing import Any
 
 from .._validate import positive_int
 from . import _segments, _shm
-from ._callables import check_picklable
+from ._callables import pickle_config
 from ._context import BrokenWorkerError
-from ._lifeline import die_with_parent
+from ._persistent import SETTLE_S
 from ._process import default_start_method, describe_exit, reap
-from ._remote import pack_exception, unpack_exception
+from ._remote import unpack_exception
+from ._subprocess_child import pipeline_main
 
-__all__ = ["SubprocessPipeline", "run_in_subprocess"]
-
-
-class _Terminated(SystemExit):
-    """SIGTERM arrived: unwind ``with pipeline`` (stopping its threads and workers)."""
+__all__ = ["PipelineChild", "SubprocessEpoch", "SubprocessPipeline", "run_in_subprocess"]
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated(0)
+class PipelineChild:
+    """A pipeline subprocess that stays: it runs one pipeline after another until ``close()``.
 
+    Each ``run`` sends a pipeline to the same child process and returns its
+    results; process and interpreter stages keep their worker pools from one
+    run to the next (``keep_pools``), so an epoch after the first starts no
+    process at all.  A ``run`` first ends what is left of the previous one:
+    the child stops that pipeline and stays, unless it cannot within
+    ``SETTLE_S`` (a call stuck in a thread stage) or died: then a new child
+    starts.  Not thread-safe: one consumer (``close`` may come from anywhere).
 
-class _ParentGone(Exception):
-    """The pipe to the parent broke: nobody is left to take results or an error."""
+    Args:
+        buffer_size: Results the child may run ahead of the consumer.
+        start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
+        keep_pools: Keep stage worker pools between runs (False: each pipeline
+            starts and stops its own, as ``run_in_subprocess`` does).
 
-
-def _recv(conn: Connection) -> bytes:
-    try:
-        return conn.recv_bytes()
-    except (EOFError, OSError) as exc:
-        raise _ParentGone from exc
-
-
-def _send(conn: Connection, message: bytes) -> None:
-    try:
-        conn.send_bytes(message)
-    except OSError as exc:
-        raise _ParentGone from exc
-
-
-def _readable(conn: Connection) -> bool:
-    try:
-        return conn.poll()
-    except OSError as exc:
-        raise _ParentGone from exc
-
-
-def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> None:
-    """Child side: run the pipeline, send items while there is credit.
-
-    Only the pipe's own errors mean the parent is gone (``_ParentGone``); any
-    other exception, ``OSError`` included (a stage's ``FileNotFoundError`` or
-    ``ConnectionError``), is the pipeline's error and goes to the parent after
-    every item sent before it.
-    """
-    # Die with the parent even while a stage is busy.  Never armed (no
-    # PR_SET_PDEATHSIG): under spawn it would follow the consumer's thread that
-    # started us, which may end first.
-    die_with_parent(lambda: _segments.remove_segments(prefix))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _stop)
-    transport = _shm.Endpoint(f"{prefix}c")
-    where = f"in pipeline subprocess {os.getpid()}"
-    try:
-        try:
-            from .._engine._pipeline import Pipeline
-
-            pipeline = Pipeline(pickle.loads(blob))
-            with pipeline:
-                for item in pipeline:
-                    # Read credits (or a stop) without blocking; block only when out of credit.
-                    while credits == 0 or _readable(conn):
-                        message = _recv(conn)
-                        if not message:
-                            transport.close()
-                            return
-                        # A credit message also frees segments the parent released.
-                        credits += transport.loads(message)
-                    _send(conn, b"i" + transport.dumps(item))
-                    credits -= 1
-                    del item
-        except (_ParentGone, _Terminated):
-            raise
-        except BaseException as exc:
-            _send(conn, b"e" + transport.dumps(pack_exception(exc, where)))
-            return
-        _send(conn, b"d")
-    except _ParentGone:
-        _segments.remove_segments(prefix)  # nobody else will clean up
-    except _Terminated:
-        # A SIGTERM to the whole process group takes the parent too: clean up here.
-        _segments.remove_segments(prefix)
-        raise
-
-
-class SubprocessPipeline:
-    """Iterator over the results of a pipeline running in a child process.
-
-    Use it as a context manager (or call ``close()``): leaving early stops the
-    child, reaps it and removes its shared memory.  Not thread-safe: one consumer.
+    Raises:
+        TypeError: ``buffer_size`` is not an int.
+        ValueError: ``buffer_size`` is below 1, or ``start_method`` is unknown.
     """
 
-    def __init__(self, config: Any, *, buffer_size: int, start_method: str | None) -> None:
-        blob = _pickle_config(config)
-        ctx = multiprocessing.get_context(start_method or default_start_method())
-        self._prefix = _segments.new_prefix()
-        self._conn, child_end = ctx.Pipe(duplex=True)
-        self._proc = ctx.Process(  # type: ignore[attr-defined]
+    def __init__(
+        self, *, buffer_size: int = 16, start_method: str | None = None, keep_pools: bool = True
+    ) -> None:
+        positive_int(buffer_size, "buffer_size")
+        if start_method not in (None, "forkserver", "spawn"):
+            raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
+        self._ctx = multiprocessing.get_context(start_method or default_start_method())
+        self._buffer_size = buffer_size
+        self._keep_pools = bool(keep_pools)
+        self._refill = max(1, buffer_size // 2)
+        self._proc: Any = None
+        self._pid: int | None = None
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._closed = False
+        self._number = 0  # the last epoch sent
+        self._open: int | None = None  # the epoch whose end (b"e" / b"d") is still to be read
+        self._owed = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the child (the last one, once closed); None before the first run."""
+        return self._pid
+
+    @property
+    def shm_prefix(self) -> str | None:
+        """The name prefix of the child's and this side's segments under ``/dev/shm``."""
+        return None if self._proc is None else self._endpoint.prefix[:-1]
+
+    def run(self, builder: Any) -> SubprocessEpoch:
+        """Run a pipeline (a ``PipelineBuilder`` or its ``config()``) in the child.
+
+        Returns:
+            Its results: an iterator that is also a context manager.
+
+        Raises:
+            TypeError: The source, a stage function or a stage executor cannot
+                move to a child process (the message names which).
+            RuntimeError: ``close()`` was called.
+        """
+        config = builder.config() if hasattr(builder, "config") else builder
+        blob = pickle_config(config)
+        if self._closed:
+            raise RuntimeError("this pipeline subprocess was closed; start a new PipelineChild")
+        self._end_epoch()
+        for attempt in (1, 2):
+            if self._proc is None or not self._proc.is_alive():
+                self._kill()  # died while idle (or never started): its segments go with it
+                self._spawn()
+            self._number += 1
+            try:
+                self._conn.send_bytes(b"r" + self._endpoint.dumps((self._number, blob)))
+                break
+            except OSError:
+                if attempt == 2:
+                    raise
+        self._open, self._owed = self._number, 0
+        return SubprocessEpoch(self, self._number)
+
+    def close(self) -> None:
+        """Stop the child (and its pools), reap it and unlink its shared memory (idempotent)."""
+        self._closed = True
+        self._open = None
+        self._kill()
+
+    def __enter__(self) -> PipelineChild:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _spawn(self) -> None:
+        prefix = _segments.new_prefix()
+        self._conn, child_end = self._ctx.Pipe(duplex=True)
+        self._proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=pipeline_main,
-            args=(child_end, self._prefix, blob, buffer_size),
+            args=(child_end, prefix, self._buffer_size, self._keep_pools),
             name="ftpipe:pipeline",
         )
         self._proc.start()
-        self._pid: int = self._proc.pid
+        self._pid = self._proc.pid
         child_end.close()  # so the child's death reads as EOF here
-        self._endpoint = _shm.Endpoint(f"{self._prefix}p")
-        self._refill = max(1, buffer_size // 2)
-        self._owed = 0
-        self._done = False
-        self._finalizer = weakref.finalize(self, _close, self._conn, self._proc, self._prefix)
+        self._endpoint = _shm.Endpoint(f"{prefix}p")
+        self._finalizer = weakref.finalize(self, _close, self._conn, self._proc, prefix)
 
-    @property
-    def pid(self) -> int:
-        """The child's process id."""
-        return self._pid
+    def _kill(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._proc = self._finalizer = None
 
-    def __iter__(self) -> SubprocessPipeline:
-        return self
+    def _end_epoch(self) -> None:
+        """Stop the open epoch and read the rest of it, so the next one starts clean."""
+        if self._open is None:
+            return
+        number, self._open = self._open, None
+        deadline = monotonic() + SETTLE_S
+        try:
+            self._conn.send_bytes(b"s%d" % number)
+            while True:
+                left = deadline - monotonic()
+                if left <= 0 or not self._conn.poll(left):
+                    raise TimeoutError
+                message = self._conn.recv_bytes()
+                if message[:1] in (b"i", b"e"):
+                    try:  # mapped and dropped: the child may reuse the segment
+                        self._endpoint.loads(memoryview(message)[1:])
+                    except Exception:  # noqa: BLE001 - nobody wants this result any more
+                        pass
+                if message[:1] in (b"e", b"d"):
+                    return
+        except (OSError, EOFError, TimeoutError):
+            self._kill()  # stuck or dead: the next run starts a new child
 
-    def __next__(self) -> Any:
-        if self._done:
-            raise StopIteration
+    def _stop_epoch(self, number: int) -> None:
+        if self._open == number:
+            try:
+                self._conn.send_bytes(b"s%d" % number)  # stop producing now; read at the next run
+            except OSError:
+                pass
+
+    def _next(self, number: int) -> Any:
+        if self._open != number:
+            raise StopIteration  # ended, or a later run took over
         try:
             message = self._conn.recv_bytes()
         except (EOFError, OSError):
+            self._open = None
             code = reap(self._proc)
-            self.close()
+            self._kill()
             raise BrokenWorkerError(
                 f"pipeline subprocess {self._pid} {describe_exit(code)} before the pipeline finished",
                 name="pipeline",
@@ -170,26 +200,96 @@ class SubprocessPipeline:
             if self._owed >= self._refill:
                 # Credits carry release notices: segments whose arrays died here.
                 try:
-                    self._conn.send_bytes(self._endpoint.dumps(self._owed))
+                    self._conn.send_bytes(b"c" + self._endpoint.dumps((number, self._owed)))
                 except OSError:
                     pass  # the child is gone; its last messages (or EOF) come next
                 self._owed = 0
             return self._endpoint.loads(body)
+        self._open = None
         if tag == b"e":
-            # Read the exception before close() unlinks the child's segments: its
-            # arguments may travel through them (a numpy array in the message).
-            try:
-                exc, tb = self._endpoint.loads(body)
-            finally:
-                self.close()
+            exc, tb = self._endpoint.loads(body)
             raise unpack_exception(exc, tb, "subprocess", "pipeline")
-        self.close()
         raise StopIteration
+
+
+class SubprocessEpoch:
+    """The results of one ``PipelineChild.run``: an iterator that is also a context manager.
+
+    ``close()`` (or leaving the ``with`` block) stops this pipeline in the
+    child; the child stays for the next run.
+    """
+
+    def __init__(self, child: PipelineChild, number: int) -> None:
+        self._child = child
+        self._number = number
+        self._pid = child.pid
+        self._done = False
+
+    @property
+    def pid(self) -> int | None:
+        """The process id of the child that runs this pipeline."""
+        return self._pid
+
+    def __iter__(self) -> SubprocessEpoch:
+        return self
+
+    def __next__(self) -> Any:
+        if self._done:
+            raise StopIteration
+        try:
+            return self._child._next(self._number)
+        except BaseException:
+            self._done = True
+            raise
+
+    def close(self) -> None:
+        """Stop this pipeline (the child stays; the next run reads what it still sent)."""
+        if not self._done:
+            self._done = True
+            self._child._stop_epoch(self._number)
+
+    def __enter__(self) -> SubprocessEpoch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SubprocessPipeline:
+    """Iterator over the results of a pipeline running in a child process.
+
+    Use it as a context manager (or call ``close()``): leaving early stops the
+    child, reaps it and removes its shared memory.  Not thread-safe: one consumer.
+    """
+
+    def __init__(self, config: Any, *, buffer_size: int, start_method: str | None) -> None:
+        self._child = PipelineChild(
+            buffer_size=buffer_size, start_method=start_method, keep_pools=False
+        )
+        self._results = self._child.run(config)
+        self._pid: int = self._results.pid  # type: ignore[assignment]
+        self._prefix = self._child.shm_prefix
+
+    @property
+    def pid(self) -> int:
+        """The child's process id."""
+        return self._pid
+
+    def __iter__(self) -> SubprocessPipeline:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._results)
+        except BaseException:
+            # End of data, an error (already read: its arrays outlive the segments'
+            # names) or a dead child: release the child now.
+            self.close()
+            raise
 
     def close(self) -> None:
         """Stop the child (if still running), reap it and unlink its shared memory."""
-        self._done = True
-        self._finalizer()
+        self._child.close()
 
     def __enter__(self) -> SubprocessPipeline:
         return self
@@ -215,27 +315,6 @@ def _close(conn: Connection, proc: Any, prefix: str) -> None:
     # Segments of the child's own executors carry the child's pid (see _segments.new_prefix).
     _segments.remove_segments(f"ftpipe-{proc.pid}-")
     proc.close()
-
-
-def _pickle_config(config: Any) -> bytes:
-    for stage in config.stages:
-        if isinstance(stage.executor, Executor):
-            raise TypeError(
-                f"stage {stage.name!r}: a user-supplied executor ({type(stage.executor).__name__}) "
-                "cannot move into the pipeline subprocess; pass a kind name instead "
-                "('thread', 'process', 'interpreter')"
-            )
-        if stage.fn is not None:
-            check_picklable(stage.fn, stage.name, target="the pipeline subprocess")
-    try:
-        pickle.dumps(config.source, protocol=5)
-    except Exception as exc:
-        raise TypeError(
-            f"the source ({type(config.source).__name__}) cannot be sent to the pipeline "
-            f"subprocess: {type(exc).__name__}: {exc}. Pass a list, a range or an iterable "
-            "object whose class is importable (generators cannot be pickled)"
-        ) from exc
-    return pickle.dumps(config, protocol=5)
 
 
 def run_in_subprocess(

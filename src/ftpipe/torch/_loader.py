@@ -8,6 +8,14 @@
             ...                         (prefetching begins at once, as DataLoader workers do)
                                      <- end of data, break, error, close(): pipeline closed
     len(loader)                      -> from the builder: len(source), then each aggregate
+    loader.close()                   -> persistent workers stopped (also on collection, at exit)
+
+Persistent workers (the default)::
+
+    in process:    PersistentPools: "process" / "interpreter" stages lease one pool per
+                   stage, kept from epoch to epoch (ftpipe.executors._persistent)
+    in_subprocess: PipelineChild: one child runs every epoch's pipeline, keeping its
+                   stages' pools the same way (ftpipe.executors._subprocess)
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from .._engine import PipelineBuilder, PipelineConfig
-from .._engine._config import FnKind, StageKind
+from .._engine import FnKind, Pipeline, PipelineBuilder, PipelineConfig, StageKind
+from ..executors._persistent import PersistentPools
+from ..executors._subprocess import PipelineChild
 
 __all__ = ["PipelineLoader"]
 
@@ -31,7 +41,9 @@ class PipelineLoader:
     unchanged: ``for batch in loader``, ``len(loader)``, ``loader.set_epoch(n)``.
     Each ``iter(loader)`` builds a fresh pipeline (pipelines run once) and
     starts it immediately, so loading overlaps whatever the loop does before
-    its first ``next()``.
+    its first ``next()``.  Its worker processes and subinterpreters, and the
+    child of ``in_subprocess``, start once and serve every epoch
+    (``persistent_workers``); ``close()`` stops them.
 
     Args:
         factory: Either a ``PipelineBuilder`` whose source can be iterated more
@@ -48,6 +60,16 @@ class PipelineLoader:
             picklable and stage functions importable; put ``to_device`` after
             this loader (in the loop), never in the child.
         buffer_size: With ``in_subprocess``, batches the child may run ahead.
+        persistent_workers: Keep workers from one epoch to the next, like the
+            DataLoader option: each ``"process"`` / ``"interpreter"`` stage gets
+            one pool (``max_workers`` = its concurrency, named after it) that
+            every epoch's pipeline uses, and ``in_subprocess`` one child that
+            runs every epoch.  A stage whose kind or concurrency changed, or
+            whose pool lost a worker, gets a new pool at the next epoch; so does
+            one still busy 2 s after an epoch was left early.  A new
+            ``iter()`` ends the previous epoch that used them (as DataLoader's
+            does).  Thread stages and executors you pass are not affected.
+            False: every epoch starts and stops its own.
 
     Raises:
         TypeError: ``factory`` is neither a builder nor a callable, or a
@@ -62,6 +84,7 @@ class PipelineLoader:
         length: int | None = None,
         in_subprocess: bool = False,
         buffer_size: int = 16,
+        persistent_workers: bool = True,
     ) -> None:
         if isinstance(factory, PipelineBuilder):
             source = factory.config().source
@@ -93,6 +116,13 @@ class PipelineLoader:
         # The builder len() / batch_size looked at, handed to the next iter() of the same
         # epoch, so the factory runs once per epoch (its source may be a one-shot generator).
         self._peeked: tuple[int, PipelineBuilder] | None = None
+        self._persistent = bool(persistent_workers)
+        # What persists between epochs, made on first use; guarded by _lock (close()
+        # may come from another thread).  Each has its own finalizer: collecting the
+        # loader, or interpreter exit, stops its workers.
+        self._pools: PersistentPools | None = None
+        self._child: PipelineChild | None = None
+        self._last: weakref.ref[EpochIterator] | None = None  # the last epoch that used them
 
     @property
     def epoch(self) -> int:
@@ -136,7 +166,58 @@ class PipelineLoader:
         set_epoch = getattr(builder.config().source, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
-        return EpochIterator(builder, self._in_subprocess, self._buffer_size)
+        if not self._persistent:
+            return EpochIterator(_start(builder, self._in_subprocess, self._buffer_size))
+        self._end_last_epoch()  # its workers serve this one: its pipeline must be gone
+        with self._lock:
+            if self._in_subprocess and self._child is None:
+                self._child = PipelineChild(buffer_size=self._buffer_size)
+            if not self._in_subprocess and self._pools is None:
+                self._pools = PersistentPools()
+            child, pools = self._child, self._pools
+        if child is not None:
+            epoch_iter = EpochIterator(child.run(builder), keep=child)
+        else:
+            assert pools is not None
+            pipeline = builder.build()
+            if isinstance(pipeline, Pipeline):  # not diagnostic mode's profiler
+                leased = pools.attach(pipeline.config)
+                if leased is pipeline.config:  # no stage with a pool: nothing persists
+                    pipeline.start()
+                    return EpochIterator(pipeline)
+                pipeline = Pipeline(leased)
+            pipeline.start()
+            epoch_iter = EpochIterator(pipeline, keep=pools)
+        with self._lock:
+            self._last = weakref.ref(epoch_iter)
+        return epoch_iter
+
+    def _end_last_epoch(self) -> None:
+        with self._lock:
+            last, self._last = self._last, None
+        epoch_iter = last() if last is not None else None
+        if epoch_iter is not None:
+            epoch_iter.close()
+
+    def close(self) -> None:
+        """Stop the running epoch and every persistent worker; leaves no process behind.
+
+        Idempotent.  A later ``iter()`` starts new workers.  Collecting the
+        loader, and interpreter exit, do the same.
+        """
+        self._end_last_epoch()
+        with self._lock:
+            pools, child, self._pools, self._child = self._pools, self._child, None, None
+        if pools is not None:
+            pools.close()
+        if child is not None:
+            child.close()
+
+    def __enter__(self) -> PipelineLoader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def __len__(self) -> int:
         if self._length is not None:
@@ -155,18 +236,15 @@ class EpochIterator:
 
     Leaving the loop early (``break``) closes it when it is garbage collected;
     call ``close()`` (or use ``with``) to stop and join its threads at once.
+    Persistent workers stay with the loader.
     """
 
-    def __init__(self, builder: PipelineBuilder, in_subprocess: bool, buffer_size: int) -> None:
-        self._pipeline: Any
-        if in_subprocess:
-            from ..executors import run_in_subprocess
-
-            self._pipeline = run_in_subprocess(builder, buffer_size=buffer_size)
-        else:
-            self._pipeline = builder.build()
-            self._pipeline.start()
-        self._items: Iterator[Any] = iter(self._pipeline)
+    def __init__(self, pipeline: Any, keep: object = None) -> None:
+        self._pipeline = pipeline
+        # The loader's persistent workers: they must outlive a loader dropped mid-epoch
+        # (`next(iter(PipelineLoader(...)))`) until this epoch is done with them.
+        self._keep = keep
+        self._items: Iterator[Any] = iter(pipeline)
 
     def __iter__(self) -> EpochIterator:
         return self
@@ -187,6 +265,17 @@ class EpochIterator:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _start(builder: PipelineBuilder, in_subprocess: bool, buffer_size: int) -> Any:
+    """One epoch's pipeline with workers of its own, started (``persistent_workers=False``)."""
+    if in_subprocess:
+        from ..executors import run_in_subprocess
+
+        return run_in_subprocess(builder, buffer_size=buffer_size)
+    pipeline = builder.build()
+    pipeline.start()
+    return pipeline
 
 
 def pipeline_length(config: PipelineConfig) -> int:
