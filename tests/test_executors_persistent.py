@@ -222,3 +222,15 @@ def test_close_and_collection_stop_every_worker() -> None:
     del dropped
     gc.collect()
     assert _gone(pids)
+
+
+def test_stats_name_the_kind_of_a_kept_pool_not_its_lease() -> None:
+    pools = PersistentPools()
+    try:
+        pipeline = Pipeline(pools.attach(_builder(n=4).config()))
+        with pipeline:
+            list(pipeline)
+            load = next(s for s in pipeline.stats().stages if s.name == "load")
+        assert load.executor == "process"
+    finally:
+        pools.close()

@@ -20,7 +20,12 @@
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
-from ._executor_kinds import ExecutorKind, executor_kind_names, register_executor_kind
+from ._executor_kinds import (
+    ExecutorKind,
+    executor_kind,
+    executor_kind_names,
+    register_executor_kind,
+)
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
@@ -37,6 +42,7 @@ __all__ = [
     "StageKind",
     "StageStats",
     "TuningWarning",
+    "executor_kind",
     "executor_kind_names",
     "register_executor_kind",
     "set_diagnostic_hook",

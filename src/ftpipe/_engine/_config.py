@@ -111,12 +111,16 @@ class StageConfig:
 
     @property
     def executor_name(self) -> str:
-        """``"thread"``, the registered kind name, or the executor's class name."""
+        """``"thread"``, the registered kind name, or the executor's class name.
+
+        An executor standing in for a kind (a persistent pool kept across pipelines)
+        names it in its ``executor_kind_name`` attribute.
+        """
         if self.executor is None:
             return "thread"
         if isinstance(self.executor, str):
             return self.executor
-        return type(self.executor).__name__
+        return getattr(self.executor, "executor_kind_name", None) or type(self.executor).__name__
 
     @classmethod
     def for_pipe(

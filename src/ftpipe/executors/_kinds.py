@@ -13,7 +13,7 @@ from ._pool import WorkerPool
 from ._process import ProcessExecutor
 from ._subinterpreters import subinterpreters_available, unavailable_reason
 
-__all__ = ["own_kind", "register_kinds"]
+__all__ = ["register_kinds"]
 
 
 def _stop(executor: Executor) -> None:
@@ -47,16 +47,6 @@ _OWN = {
     "process": ExecutorKind("process", _create_process, _check_process, _stop),
     "interpreter": ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop),
 }
-
-
-def own_kind(name: str) -> ExecutorKind | None:
-    """The kind registered here under ``name`` (how to create and stop its pools), or None.
-
-    The engine exports no look-up by name, so persistent pools (``_persistent``)
-    can keep the pools of these kinds; a kind registered elsewhere runs as the
-    engine runs it, with new workers per pipeline.
-    """
-    return _OWN.get(name)
 
 
 def register_kinds() -> None:

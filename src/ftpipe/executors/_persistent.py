@@ -28,8 +28,7 @@ from dataclasses import dataclass, replace
 from time import monotonic
 from typing import Any
 
-from .._engine import ExecutorKind, PipelineConfig, StageConfig
-from ._kinds import own_kind
+from .._engine import ExecutorKind, PipelineConfig, StageConfig, executor_kind
 from ._pool import WorkerPool
 
 __all__ = ["SETTLE_S", "PersistentPools"]
@@ -42,8 +41,9 @@ SETTLE_S = 2.0
 class _Lease(Executor):
     """One pipeline's use of a persistent pool: submits go through, and are remembered."""
 
-    def __init__(self, pool: Executor) -> None:
+    def __init__(self, pool: Executor, kind_name: str) -> None:
         self._pool = pool
+        self.executor_kind_name = kind_name  # what stats call the stage's executor
         self._lock = threading.Lock()  # guards _futures and _retired against submit()
         self._futures: set[Future[Any]] = set()
         self._retired = False
@@ -100,7 +100,7 @@ class PersistentPools:
     ``close`` may come from any thread, or from garbage collection.
     """
 
-    def __init__(self, lookup: Callable[[str], ExecutorKind | None] = own_kind) -> None:
+    def __init__(self, lookup: Callable[[str], ExecutorKind | None] = executor_kind) -> None:
         self._lookup = lookup
         self._lock = threading.Lock()  # guards _slots and _closed
         self._slots: dict[str, _Slot] = {}
@@ -149,7 +149,7 @@ class PersistentPools:
             _stop(old)  # settings changed, or a worker died: a fresh pool
         if slot is None:
             slot = _Slot(key, kind, kind.create(stage.concurrency, stage.name))
-        slot.lease = _Lease(slot.pool)
+        slot.lease = _Lease(slot.pool, kind.name)
         with self._lock:
             closed = self._closed
             if not closed:
