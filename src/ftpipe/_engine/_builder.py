@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .._priority import Scheduling
 from .._validate import positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
@@ -73,7 +74,27 @@ class PipelineBuilder:
         [0, 10, 20, 30, 40]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, priority: str = "normal", cpus: Iterable[int] | None = None) -> None:
+        """Start an empty pipeline description.
+
+        Args:
+            priority: Scheduling priority of every thread and process the pipeline
+                starts (stage and source threads, executors it creates from a kind
+                name, their worker processes and the threads inside them):
+                ``"normal"`` (default: as the code that builds it), ``"background"``
+                (niceness 19 per thread on Linux: the consumer's thread, a training
+                loop, wins every contested core) or ``"idle"`` (``SCHED_IDLE``:
+                runs only on otherwise idle cores).  Per-thread on Linux only;
+                elsewhere a documented no-op that warns once (see docs/training.md).
+            cpus: Pin those threads and processes to these CPU ids (a subset of
+                ``os.sched_getaffinity(0)``); None: no pinning.
+
+        Raises:
+            ValueError: ``priority`` is not one of ``"normal"``, ``"background"``,
+                ``"idle"``, or ``cpus`` is empty or names a CPU this process may not use.
+            TypeError: ``cpus`` is not a collection of ints.
+        """
+        self._scheduling = Scheduling.of(priority, cpus, "PipelineBuilder")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
@@ -199,7 +220,7 @@ class PipelineBuilder:
             sink = last.buffer_size
         if sink is None:
             sink = DEFAULT_BUFFER_SIZE
-        return PipelineConfig(self._source, tuple(self._stages), sink)
+        return PipelineConfig(self._source, tuple(self._stages), sink, self._scheduling)
 
     def build(self) -> Pipeline:
         """Return a ``Pipeline`` ready to run (it starts on ``with`` or iteration).

@@ -15,16 +15,19 @@ pipeline cannot fill ``/dev/shm`` while the consumer is busy.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import pickle
 import signal
 import weakref
+from collections.abc import Iterable
 from concurrent.futures import Executor
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any
 
+from .._priority import Scheduling
 from .._validate import positive_int
 from . import _segments, _shm
 from ._callables import check_picklable
@@ -89,7 +92,10 @@ def pipeline_main(conn: Connection, prefix: str, blob: bytes, credits: int) -> N
         try:
             from .._engine._pipeline import Pipeline
 
-            pipeline = Pipeline(pickle.loads(blob))
+            config = pickle.loads(blob)
+            # The whole child runs at the pipeline's priority, from its first thread.
+            config.scheduling.apply_to_process()
+            pipeline = Pipeline(config)
             with pipeline:
                 for item in pipeline:
                     # Read credits (or a stop) without blocking; block only when out of credit.
@@ -239,7 +245,12 @@ def _pickle_config(config: Any) -> bytes:
 
 
 def run_in_subprocess(
-    builder: Any, *, buffer_size: int = 16, start_method: str | None = None
+    builder: Any,
+    *,
+    buffer_size: int = 16,
+    start_method: str | None = None,
+    priority: str | None = None,
+    cpus: Iterable[int] | None = None,
 ) -> SubprocessPipeline:
     """Run a whole pipeline in one dedicated child process and stream its results back.
 
@@ -253,6 +264,12 @@ def run_in_subprocess(
             picklable and stage functions importable.
         buffer_size: Results the child may run ahead of the consumer.
         start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
+        priority: The child's scheduling priority, all its threads and processes
+            included: ``"normal"``, ``"background"`` or ``"idle"``; None: the
+            builder's (``PipelineBuilder(priority=...)``).  The child lowers
+            itself as it starts, on any POSIX system (per-thread lowering needs
+            Linux; a whole process does not).
+        cpus: Pin the child to these CPU ids; None: the builder's.
 
     Returns:
         An iterator of results that is also a context manager.
@@ -261,10 +278,19 @@ def run_in_subprocess(
         TypeError: The source, a stage function or a stage executor cannot move
             to a child process (the message names which), or ``buffer_size`` is
             not an int.
-        ValueError: ``buffer_size`` is below 1, or ``start_method`` is unknown.
+        ValueError: ``buffer_size`` is below 1, ``start_method`` or ``priority`` is
+            unknown, or ``cpus`` names a CPU this process may not use.
     """
     positive_int(buffer_size, "buffer_size")
     if start_method not in (None, "forkserver", "spawn"):
         raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
     config = builder.config() if hasattr(builder, "config") else builder
+    if priority is not None or cpus is not None:
+        own = config.scheduling
+        scheduling = Scheduling.of(
+            own.priority if priority is None else priority,
+            own.cpus if cpus is None else cpus,
+            "run_in_subprocess",
+        )
+        config = dataclasses.replace(config, scheduling=scheduling)
     return SubprocessPipeline(config, buffer_size=buffer_size, start_method=start_method)
