@@ -17,8 +17,12 @@ import pytest
 import ftpipe
 import priority_probe as probe
 from ftpipe import _priority
-from ftpipe.executors import InterpreterExecutor, ProcessExecutor, ThreadExecutor
-from ftpipe.executors import subinterpreters_available
+from ftpipe.executors import (
+    InterpreterExecutor,
+    ProcessExecutor,
+    ThreadExecutor,
+    subinterpreters_available,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
