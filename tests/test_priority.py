@@ -250,3 +250,20 @@ def test_run_in_subprocess_child_and_all_its_threads(
     assert pid != os.getpid()
     assert inside == {_expected(expected, base)}
     assert _consumer() == base
+
+
+@linux
+def test_a_normal_pool_fed_by_a_background_pipeline_does_not_lower_the_forkserver() -> None:
+    # Its worker threads start from the pipeline's lowered threads (and inherit
+    # that); its children come from the forkserver, started by the constructor here.
+    base = _consumer()
+    with ProcessExecutor(1) as pool:
+        builder = (
+            ftpipe.PipelineBuilder(priority="background")
+            .add_source(range(2))
+            .pipe(probe.here, executor=pool)
+        )
+        with builder.build() as pipeline:
+            assert {s[:2] for s in pipeline} == {base}
+    with ProcessExecutor(1) as later:
+        assert later.submit(probe.here).result(30)[:2] == base

@@ -60,6 +60,27 @@ class PipelineBuilder:
     ``ValueError`` naming the stage and the bad value, so mistakes surface where
     they are written, not when the pipeline runs.
 
+    Args:
+        priority: Scheduling priority of every thread and process the pipeline
+            starts (source and stage threads, executors it creates from a kind
+            name, their worker processes and the threads inside them), never the
+            consumer's: ``"normal"`` (default: as the code that starts it),
+            ``"background"`` (niceness 19 per thread on Linux, so the consumer, a
+            training loop, wins every contested core) or ``"idle"``
+            (``SCHED_IDLE``: runs only on otherwise idle cores; may starve).
+            Per thread on Linux only; elsewhere a no-op that warns once, while
+            ``run_in_subprocess`` still lowers its whole child (see the training
+            guide).  An executor instance passed to ``pipe`` is the caller's:
+            give it its own ``priority=`` (worker threads it starts from the
+            pipeline's threads inherit their priority, as Linux threads do).
+        cpus: Pin the same threads and processes to these CPU ids (a subset of
+            ``os.sched_getaffinity(0)``); None: no pinning.
+
+    Raises:
+        ValueError: ``priority`` is not ``"normal"``, ``"background"`` or ``"idle"``,
+            or ``cpus`` is empty or names a CPU this process may not use.
+        TypeError: ``cpus`` is not a collection of ints.
+
     Example:
         >>> import ftpipe
         >>> pipeline = (
@@ -75,25 +96,6 @@ class PipelineBuilder:
     """
 
     def __init__(self, *, priority: str = "normal", cpus: Iterable[int] | None = None) -> None:
-        """Start an empty pipeline description.
-
-        Args:
-            priority: Scheduling priority of every thread and process the pipeline
-                starts (stage and source threads, executors it creates from a kind
-                name, their worker processes and the threads inside them):
-                ``"normal"`` (default: as the code that builds it), ``"background"``
-                (niceness 19 per thread on Linux: the consumer's thread, a training
-                loop, wins every contested core) or ``"idle"`` (``SCHED_IDLE``:
-                runs only on otherwise idle cores).  Per-thread on Linux only;
-                elsewhere a documented no-op that warns once (see docs/training.md).
-            cpus: Pin those threads and processes to these CPU ids (a subset of
-                ``os.sched_getaffinity(0)``); None: no pinning.
-
-        Raises:
-            ValueError: ``priority`` is not one of ``"normal"``, ``"background"``,
-                ``"idle"``, or ``cpus`` is empty or names a CPU this process may not use.
-            TypeError: ``cpus`` is not a collection of ints.
-        """
         self._scheduling = Scheduling.of(priority, cpus, "PipelineBuilder")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []

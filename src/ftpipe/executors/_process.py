@@ -301,10 +301,11 @@ class ProcessExecutor(WorkerPool):
             cpus=cpus,
         )
         self._start_method = method
-        if method == "forkserver" and not self._scheduling.is_normal:
+        if method == "forkserver":
             # The forkserver (shared by every later process of this interpreter)
             # inherits the priority of the thread that starts it, and nothing can
-            # raise it back: start it from this thread, not a lowered worker.
+            # raise it back: start it from this thread, never from a worker thread
+            # that a background pipeline (or priority=) may have lowered.
             from multiprocessing import forkserver
 
             forkserver.ensure_running()
