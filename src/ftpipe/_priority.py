@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["PRIORITIES", "Scheduling", "NORMAL"]
+__all__ = ["NORMAL", "PRIORITIES", "Scheduling", "start_forkserver_here"]
 
 PRIORITIES = ("normal", "background", "idle")
 BACKGROUND_NICE = 19
@@ -212,3 +212,18 @@ def _lower(tid: int, priority: str) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, BACKGROUND_NICE)
     except OSError as exc:
         _warn_once("nice", f"ftpipe: cannot lower thread priority: {exc}")
+
+
+def start_forkserver_here(start_method: str) -> None:
+    """Start multiprocessing's forkserver now, from the calling thread, if it is used.
+
+    The forkserver, shared by every later process of this interpreter, inherits
+    the priority and CPU set of the thread that starts it, and nothing can raise
+    them back: a process executor calls this from the thread that creates it,
+    never from one of its worker threads, which a background pipeline may have
+    lowered (they start lazily, from the thread that submits).
+    """
+    if start_method == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()

@@ -8,7 +8,8 @@
     Run ── Control for every worker: fail(exc, note, stage, seq): the first error wins;
       │                                the stage and those before it stop, its output is
       │                                cut at the failing input (earlier outputs arrive)
-      │                              thread(target, name): none once stopping
+      │                              thread(target, name): none once stopping; each
+      │                                lowers itself to the pipeline's priority first
       ├── stop(): every channel stops, the stop future wakes executor waits
       ├── join(): every thread, then the executors this run created
       └── stats(): the source's and every stage's counters, merged

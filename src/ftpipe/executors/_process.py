@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .._engine._calls import call_chunk, unpack_failures
-from .._priority import NORMAL, Scheduling
+from .._priority import NORMAL, Scheduling, start_forkserver_here
 from . import _segments, _shm
 from ._context import BrokenWorkerError, WorkerContext
 from ._pool import WorkerPool
@@ -258,14 +258,10 @@ class ProcessExecutor(WorkerPool):
         initargs: Arguments for ``initializer``.
         name: Names threads, processes and errors (the engine passes the stage name).
         start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
-        priority: ``"normal"``, ``"background"`` or ``"idle"``: each worker process
-            lowers itself as it starts (its later threads inherit), and so do the
-            worker threads here that wait on it.
-        cpus: Pin the worker processes (and those threads) to these CPU ids.
+        priority, cpus: As ``WorkerPool``'s; each worker process applies them to itself at start.
 
     Raises:
-        ValueError: ``start_method`` is ``"fork"`` or unknown, ``priority`` is
-            unknown, or ``cpus`` names a CPU this process may not use.
+        ValueError: ``start_method`` is ``"fork"`` or unknown (``priority``, ``cpus``: as above).
     """
 
     _kind = "process"
@@ -301,14 +297,7 @@ class ProcessExecutor(WorkerPool):
             cpus=cpus,
         )
         self._start_method = method
-        if method == "forkserver":
-            # The forkserver (shared by every later process of this interpreter)
-            # inherits the priority of the thread that starts it, and nothing can
-            # raise it back: start it from this thread, never from a worker thread
-            # that a background pipeline (or priority=) may have lowered.
-            from multiprocessing import forkserver
-
-            forkserver.ensure_running()
+        start_forkserver_here(method)  # not from a worker thread a pipeline may have lowered
         self._prefix = _segments.new_prefix()
 
     @property
