@@ -267,3 +267,15 @@ def test_a_normal_pool_fed_by_a_background_pipeline_does_not_lower_the_forkserve
             assert {s[:2] for s in pipeline} == {base}
     with ProcessExecutor(1) as later:
         assert later.submit(probe.here).result(30)[:2] == base
+
+
+@linux
+def test_cpus_pin_worker_processes_and_the_subprocess_child() -> None:
+    mine = os.sched_getaffinity(0)
+    one = frozenset({min(mine)})
+    with ProcessExecutor(1, cpus=one) as pool:
+        assert pool.submit(probe.affinity).result(30) == one
+    builder = ftpipe.PipelineBuilder().add_source(range(2)).pipe(probe.affinity)
+    with ftpipe.run_in_subprocess(builder, cpus=one) as results:
+        assert set(results) == {one}
+    assert os.sched_getaffinity(0) == mine
