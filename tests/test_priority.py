@@ -84,6 +84,7 @@ def test_normal_is_the_default_and_touches_nothing() -> None:
     assert config.scheduling == _priority.NORMAL and config.scheduling.is_normal
 
 
+@pytest.mark.thread_unsafe(reason="patches ftpipe._priority's module state; warnings are global")
 def test_elsewhere_a_thread_is_left_alone_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_priority, "_PER_THREAD", False)
     monkeypatch.setattr(_priority, "_warned", set())
