@@ -1,118 +1,195 @@
-"""Noisy neighbour: a training loop's step time, fed in-process vs by run_in_subprocess.
+"""Noisy neighbour: a training loop's step time beside a CPU-heavy pipeline, by priority and place.
 
-The training loop does fixed numpy work per step (30 matmuls, as an eager
-framework does: each releases the GIL and must take it back).  A CPU-heavy
-pipeline (a pure-Python stage on 2 threads, slower than the loop, so it never
-idles) feeds it one batch per step.
+The training loop stands in for a real one: each step does ``--compute-ms`` of
+pure-Python work, then waits ``--device-ms`` (a sleep, as for a device kernel),
+then takes the next batch.  The pipeline is a pure-Python stage on as many threads
+as there are cores (``aggregate(cores)`` batches), slower than the loop, so it
+never idles: it is always there to compete for the cores.
 
-  alone         the training loop with batches prepared beforehand (the floor)
-  in-process    the pipeline's threads share this process (and, on GIL builds, the GIL)
-  subprocess    ftpipe.run_in_subprocess: the pipeline runs in one child process
+  alone                  the loop over batches prepared beforehand (the baseline)
+  in-process             the pipeline's threads in this process, priority="normal"
+  in-process background  ... PipelineBuilder(priority="background") (niceness 19 per thread)
+  in-process idle        ... priority="idle" (SCHED_IDLE per thread)
+  subprocess             ftpipe.run_in_subprocess(builder): the pipeline in one child
+  subprocess background  ... run_in_subprocess(builder, priority="background")
+  subprocess idle        ... priority="idle"
 
-Only the step's compute is timed (not the wait for the next batch), so the
-figures show how much the neighbour slows the training thread itself.  Prints
-p50 / p99 step time per mode and the ratios in-process / subprocess.
+A step is timed from the start of its compute to the end of its device wait; the
+wait for the next batch is not part of it (the pipeline is slower than the loop by
+design), and is printed apart as "data wait".  Every figure is the median over
+``--repeats`` rounds (modes interleaved per round), with its ratio to the baseline
+measured in the same round.  Last, the pipeline's own throughput with the loop idle
+(nothing but the consumer draining it), each priority against "normal": what
+background priority costs when nobody else wants the cores.
 
-    python benchmarks/noisy_neighbour.py [--quick] [--steps N]
+    python benchmarks/noisy_neighbour.py [--quick] [--steps N] [--repeats R]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
 
-
-def make_batch(i: int) -> Any:
-    """The pipeline's CPU-heavy stage: ~20 ms of pure Python (it never sleeps), then a small array."""
-    import numpy as np
-
+def spin(n: int) -> int:
+    """Pure-Python work: ``n`` iterations of integer arithmetic (never releases the GIL)."""
     total = 0
-    for k in range(250_000):
-        total += (k * i) % 7
-    return np.full((64, 64), total % 10, dtype=np.float32)
+    for k in range(n):
+        total += (k * 7) % 13
+    return total
 
 
-def train_step(batch: Any, weights: Any) -> Any:
-    import numpy as np
-
-    x = np.tile(batch, (2, 2))  # 128 x 128
-    for _ in range(30):  # each matmul releases the GIL and must take it back
-        x = np.tanh(x @ weights)
-    return x
+def make_item(n: int, i: int) -> list[int]:
+    """The pipeline's stage: ``n`` iterations of pure Python, then a small item."""
+    return [spin(n) + i] * 16
 
 
-def _percentiles(times: list[float]) -> tuple[float, float]:
-    ordered = sorted(times)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
-    return statistics.median(ordered) * 1e3, p99 * 1e3
+def calibrate(ms: float) -> int:
+    """Iterations of ``spin`` that take about ``ms`` milliseconds on this machine, now."""
+    n = 20_000
+    while True:
+        took = []
+        for _ in range(3):  # the fastest of three: a busy moment only makes one slower
+            t0 = time.perf_counter()
+            spin(n)
+            took.append(time.perf_counter() - t0)
+        if min(took) > 0.02:
+            return max(1, int(n * ms / 1e3 / min(took)))
+        n *= 2
 
 
-def run_steps(batches: Any, steps: int, weights: Any) -> list[float]:
-    times = []
+def run_steps(
+    batches: Iterable[Any], steps: int, compute: int, device_s: float
+) -> tuple[list[float], list[float]]:
+    """The training loop: per step, the step time and the wait for its batch."""
+    times, waits = [], []
     it = iter(batches)
     for _ in range(steps):
-        batch = next(it)
-        start = time.perf_counter()
-        train_step(batch, weights)
-        times.append(time.perf_counter() - start)
-    return times
+        t0 = time.perf_counter()
+        next(it)
+        t1 = time.perf_counter()
+        spin(compute)
+        time.sleep(device_s)
+        times.append(time.perf_counter() - t1)
+        waits.append(t1 - t0)
+    return times, waits
+
+
+def _p(times: list[float], q: float) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="fewer steps")
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--quick", action="store_true", help="fewer steps, one round")
+    parser.add_argument("--steps", type=int, default=None, help="steps per mode and round")
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3; 1 quick)")
+    parser.add_argument("--compute-ms", type=float, default=2.0)
+    parser.add_argument("--device-ms", type=float, default=3.0)
+    parser.add_argument("--item-ms", type=float, default=10.0, help="pipeline stage per item")
+    parser.add_argument("--items", type=int, default=None, help="items for the throughput test")
     args = parser.parse_args(argv)
-    steps = args.steps or (80 if args.quick else 300)
-
-    import numpy as np
+    steps = args.steps or (40 if args.quick else 400)
+    repeats = args.repeats or (1 if args.quick else 3)
+    items = args.items or (64 if args.quick else 2_000)
 
     import ftpipe
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import noisy_neighbour as here  # importable by name in the pipeline's child
 
-    weights = np.random.default_rng(0).random((128, 128), dtype=np.float32) / 128
+    cores = ftpipe.runtime_info(find_others=False).usable_cores
+    compute = calibrate(args.compute_ms)
+    item_n = calibrate(args.item_ms)
+    device_s = args.device_ms / 1e3
+    stage = functools.partial(here.make_item, item_n)
 
-    def builder() -> ftpipe.PipelineBuilder:
+    def builder(priority: str, n: int) -> ftpipe.PipelineBuilder:
         return (
-            ftpipe.PipelineBuilder()
-            .add_source(range(steps + 64))
-            .pipe(here.make_batch, concurrency=2, name="make_batch")
-            .add_sink(buffer_size=8)
+            ftpipe.PipelineBuilder(priority=priority)
+            .add_source(range(n))
+            .pipe(stage, concurrency=cores, name="make_item")
+            .aggregate(cores)
+            .add_sink(buffer_size=4)
         )
 
-    ready = [here.make_batch(i) for i in range(steps)]
-    results = {"alone": run_steps(ready, steps, weights)}
-    with builder().build() as pipeline:
-        results["in-process"] = run_steps(pipeline, steps, weights)
-    with ftpipe.run_in_subprocess(builder(), buffer_size=8) as remote:
-        results["subprocess"] = run_steps(remote, steps, weights)
+    def in_process(priority: str) -> Callable[[], tuple[list[float], list[float]]]:
+        def run() -> tuple[list[float], list[float]]:
+            with builder(priority, (steps + 8) * cores).build() as pipeline:
+                return run_steps(pipeline, steps, compute, device_s)
+
+        return run
+
+    def subprocess(priority: str) -> Callable[[], tuple[list[float], list[float]]]:
+        def run() -> tuple[list[float], list[float]]:
+            b = builder("normal", (steps + 8) * cores)
+            with ftpipe.run_in_subprocess(b, buffer_size=4, priority=priority) as remote:
+                return run_steps(remote, steps, compute, device_s)
+
+        return run
+
+    ready = [[0] * 16 for _ in range(steps)]
+    modes: dict[str, Callable[[], tuple[list[float], list[float]]]] = {
+        "alone": lambda: run_steps(ready, steps, compute, device_s)
+    }
+    for place, make in (("in-process", in_process), ("subprocess", subprocess)):
+        for priority in ("normal", "background", "idle"):
+            modes[place if priority == "normal" else f"{place} {priority}"] = make(priority)
+
+    # Per mode and round: p50, p99 (ms), their ratios to this round's baseline, data wait.
+    rows: dict[str, list[tuple[float, float, float, float, float]]] = {m: [] for m in modes}
+    for _ in range(repeats):
+        base50 = base99 = 0.0
+        for mode, run in modes.items():
+            times, waits = run()
+            p50, p99 = _p(times, 0.5) * 1e3, _p(times, 0.99) * 1e3
+            if mode == "alone":
+                base50, base99 = p50, p99
+            rows[mode].append(
+                (p50, p99, p50 / base50, p99 / base99, statistics.median(waits) * 1e3)
+            )
+
+    def throughput(priority: str) -> float:
+        t0 = time.perf_counter()
+        with builder(priority, items).build() as pipeline:
+            for _ in pipeline:
+                pass
+        return items / (time.perf_counter() - t0)
+
+    rates: dict[str, list[float]] = {"normal": [], "background": [], "idle": []}
+    for _ in range(repeats):
+        for priority in rates:
+            rates[priority].append(throughput(priority))
 
     info = ftpipe.runtime_info(find_others=False)
     print(
-        f"noisy neighbour: {steps} steps, pipeline stage on 2 threads, Python "
-        f"{sys.version.split()[0]} ({info.gil_summary}), {info.usable_cores} cores"
+        f"noisy neighbour: Python {sys.version.split()[0]} ({info.gil_summary}), {cores} cores; "
+        f"loop step {args.compute_ms:g} ms compute + {args.device_ms:g} ms device wait, "
+        f"{steps} steps; pipeline stage {args.item_ms:g} ms/item on {cores} threads; "
+        f"medians of {repeats} round(s)"
     )
-    print(f"{'mode':<14}{'p50 ms':>10}{'p99 ms':>10}")
-    stats = {mode: _percentiles(times) for mode, times in results.items()}
-    for mode, (p50, p99) in stats.items():
-        print(f"{mode:<14}{p50:>10.2f}{p99:>10.2f}")
-    (a50, a99), (s50, s99) = stats["in-process"], stats["subprocess"]
     print(
-        f"in-process / subprocess: p50 {a50 / s50:.2f}x, p99 {a99 / s99:.2f}x "
-        f"(>1: run_in_subprocess keeps the training step faster)"
+        f"{'mode':<24}{'p50 ms':>9}{'p99 ms':>9}{'p50/alone':>11}{'p99/alone':>11}"
+        f"{'data wait ms':>14}"
     )
+    for mode, values in rows.items():
+        p50, p99, r50, r99, wait = (statistics.median(v) for v in zip(*values, strict=True))
+        print(f"{mode:<24}{p50:>9.2f}{p99:>9.2f}{r50:>10.2f}x{r99:>10.2f}x{wait:>14.2f}")
+    print("(ratios: 1.00x is the loop alone; lower is better)")
+    normal = statistics.median(rates["normal"])
+    print(f"pipeline throughput, loop idle ({items} items):")
+    for priority, values in rates.items():
+        rate = statistics.median(values)
+        print(f"  priority={priority!r:<13}{rate:>10.1f} items/s  {rate / normal:.2f}x of 'normal'")
     return 0
 
 

@@ -17,6 +17,7 @@ PACKAGE = Path(ftpipe.__file__).resolve().parent
 LAYERS = {
     "ftpipe._validate": 0,
     "ftpipe._runtime": 0,
+    "ftpipe._priority": 0,
     "ftpipe._engine": 1,
     "ftpipe.executors": 2,
     "ftpipe.diagnose": 3,

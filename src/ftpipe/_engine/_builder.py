@@ -25,6 +25,7 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from .._priority import Scheduling
 from .._validate import positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
@@ -62,6 +63,27 @@ class PipelineBuilder:
     ``ValueError`` naming the stage and the bad value, so mistakes surface where
     they are written, not when the pipeline runs.
 
+    Args:
+        priority: Scheduling priority of every thread and process the pipeline
+            starts (source and stage threads, executors it creates from a kind
+            name, their worker processes and the threads inside them), never the
+            consumer's: ``"normal"`` (default: as the code that starts it),
+            ``"background"`` (niceness 19 per thread on Linux, so the consumer, a
+            training loop, wins every contested core) or ``"idle"``
+            (``SCHED_IDLE``: runs only on otherwise idle cores; may starve).
+            Per thread on Linux only; elsewhere a no-op that warns once, while
+            ``run_in_subprocess`` still lowers its whole child (see the training
+            guide).  An executor instance passed to ``pipe`` is the caller's:
+            give it its own ``priority=`` (worker threads it starts from the
+            pipeline's threads inherit their priority, as Linux threads do).
+        cpus: Pin the same threads and processes to these CPU ids (a subset of
+            ``os.sched_getaffinity(0)``); None: no pinning.
+
+    Raises:
+        ValueError: ``priority`` is not ``"normal"``, ``"background"`` or ``"idle"``,
+            or ``cpus`` is empty or names a CPU this process may not use.
+        TypeError: ``cpus`` is not a collection of ints.
+
     Example:
         >>> import ftpipe
         >>> pipeline = (
@@ -76,7 +98,8 @@ class PipelineBuilder:
         [0, 10, 20, 30, 40]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, priority: str = "normal", cpus: Iterable[int] | None = None) -> None:
+        self._scheduling = Scheduling.of(priority, cpus, "PipelineBuilder")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
@@ -202,7 +225,7 @@ class PipelineBuilder:
             sink = last.buffer_size
         if sink is None:
             sink = DEFAULT_BUFFER_SIZE
-        return PipelineConfig(self._source, tuple(self._stages), sink)
+        return PipelineConfig(self._source, tuple(self._stages), sink, self._scheduling)
 
     def apply_tuning(self, report: Any) -> Self:
         """Set each stage's concurrency and executor to a diagnosis report's advice.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal
 
+from .._priority import NORMAL, Scheduling
 from .._validate import positive_int
 from ._executor_kinds import executor_kind, executor_kind_names
 
@@ -212,8 +213,11 @@ class PipelineConfig:
         source: The iterable (or async iterable) of input items.
         stages: The stages, in order.
         sink_buffer_size: Items the sink buffers ahead of the consumer.
+        scheduling: Priority and CPU pinning of every thread and process the
+            pipeline starts (``PipelineBuilder(priority=..., cpus=...)``).
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
     stages: tuple[StageConfig, ...]
     sink_buffer_size: int
+    scheduling: Scheduling = NORMAL

@@ -4,7 +4,7 @@
 
     import ftpipe.executors ── register_executor_kind(ExecutorKind("process", ...))
     pipe(fn, executor="process") ── kind.check(fn, stage)      (build time)
-    pipeline starts ── kind.create(concurrency, stage) ──► Executor
+    pipeline starts ── kind.create(concurrency, stage[, scheduling]) ──► Executor
     pipeline stops ─── kind.stop(executor), or shutdown(cancel_futures=True)
 
 The engine runs ``executor=None`` / ``"thread"`` stages on its own worker
@@ -32,6 +32,9 @@ class ExecutorKind:
         name: The string users pass as ``pipe(..., executor=name)``.
         create: ``create(max_workers, stage_name) -> Executor``; called when the
             pipeline starts.  The pipeline shuts the executor down when it stops.
+            With ``scheduled``, a pipeline built with a priority or CPU set calls
+            ``create(max_workers, stage_name, scheduling)`` (an
+            ``ftpipe._priority.Scheduling``) so the executor's own workers follow it.
         check: ``check(fn, stage_name)``; called by ``PipelineBuilder.pipe`` so a
             function that cannot run on this kind (a lambda on a subinterpreter,
             an unpicklable callable on a process) fails at build time.  Raises
@@ -41,12 +44,16 @@ class ExecutorKind:
             within about a second whatever a call's length (a closing pipeline
             wants none of their results).  None: ``shutdown(wait=True,
             cancel_futures=True)``, which waits for running calls.
+        scheduled: ``create`` takes the pipeline's scheduling as a third argument.
+            Without it, only the pipeline's threads that submit calls are lowered:
+            processes the executor starts elsewhere run as their parent does.
     """
 
     name: str
-    create: Callable[[int, str], Executor]
+    create: Callable[..., Executor]
     check: Callable[[Callable[..., Any], str], None]
     stop: Callable[[Executor], None] | None = None
+    scheduled: bool = False
 
 
 # Written once per kind at import time of the registering module, read on every

@@ -8,7 +8,8 @@
     Run ── Control for every worker: fail(exc, note, stage, seq): the first error wins;
       │                                the stage and those before it stop, its output is
       │                                cut at the failing input (earlier outputs arrive)
-      │                              thread(target, name): none once stopping
+      │                              thread(target, name): none once stopping; each
+      │                                lowers itself to the pipeline's priority first
       ├── stop(): every channel stops, the stop future wakes executor waits
       ├── join(): every thread, then the executors this run created
       └── stats(): the source's and every stage's counters, merged
@@ -128,7 +129,13 @@ class Run:
             return cfg.executor
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
-        executor = kind.create(cfg.concurrency, cfg.name)
+        scheduling = self._config.scheduling
+        if kind.scheduled and not scheduling.is_normal:
+            # Created here, in the consumer's thread: a process executor starts
+            # its forkserver from a thread that was never lowered.
+            executor = kind.create(cfg.concurrency, cfg.name, scheduling)
+        else:
+            executor = kind.create(cfg.concurrency, cfg.name)
         self._owned.append((executor, kind))
         return executor
 
@@ -185,8 +192,12 @@ class Run:
         self.channels[stage + 1].cut(seq)
 
     def thread(self, target: Callable[[], None], name: str) -> None:
+        scheduling = self._config.scheduling
+
         def body() -> None:
             try:
+                # First, before any work: the pipeline's priority and CPU pinning.
+                scheduling.apply_to_thread()
                 target()
             finally:
                 self._thread_exited()

@@ -13,8 +13,8 @@ from ._kinds import register_kinds
 from ._pool import WorkerPool
 from ._process import ProcessExecutor
 from ._remote import RemoteTraceback
+from ._run_in_subprocess import SubprocessPipeline, run_in_subprocess
 from ._subinterpreters import subinterpreters_available
-from ._subprocess import SubprocessPipeline, run_in_subprocess
 from ._thread import ThreadExecutor
 
 register_kinds()

@@ -16,7 +16,7 @@ import functools
 import os
 import pickle
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._engine._calls import call_chunk, unpack_failures
@@ -140,7 +140,8 @@ class InterpreterExecutor(WorkerPool):
     Functions must be importable by module and qualified name; arguments and
     results must pickle.  Extensions that refuse subinterpreters (numpy, torch)
     fail with an ``ImportError`` that names the module and suggests
-    ``executor="process"``.
+    ``executor="process"``.  Takes ``WorkerPool``'s arguments, ``priority`` and
+    ``cpus`` included.
 
     Raises:
         RuntimeError: This Python has no subinterpreter support (before 3.13).
@@ -155,10 +156,21 @@ class InterpreterExecutor(WorkerPool):
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
         name: str | None = None,
+        priority: str = "normal",
+        cpus: Iterable[int] | None = None,
     ) -> None:
         if not subinterpreters_available():
             raise RuntimeError(f"InterpreterExecutor: {unavailable_reason()}")
-        super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
+        # A subinterpreter's serving thread is started by its worker thread, and
+        # inherits the worker's lowered priority.
+        super().__init__(
+            max_workers,
+            initializer=initializer,
+            initargs=initargs,
+            name=name,
+            priority=priority,
+            cpus=cpus,
+        )
 
     def _make_context(self) -> WorkerContext:
         return InterpreterContext(self._name, self._initializer, self._initargs)

@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from typing import Any
 
 from .._engine import ExecutorKind, register_executor_kind
+from .._priority import NORMAL, Scheduling
 from ._callables import check_importable, check_picklable
 from ._interpreter import InterpreterExecutor
 from ._pool import WorkerPool
@@ -22,16 +23,20 @@ def _stop(executor: Executor) -> None:
     executor._terminate()
 
 
-def _create_process(max_workers: int, stage: str) -> Executor:
-    return ProcessExecutor(max_workers, name=stage)
+def _create_process(max_workers: int, stage: str, scheduling: Scheduling = NORMAL) -> Executor:
+    return ProcessExecutor(
+        max_workers, name=stage, priority=scheduling.priority, cpus=scheduling.cpus
+    )
 
 
 def _check_process(fn: Callable[..., Any], stage: str) -> None:
     check_picklable(fn, stage, target="a worker process")
 
 
-def _create_interpreter(max_workers: int, stage: str) -> Executor:
-    return InterpreterExecutor(max_workers, name=stage)
+def _create_interpreter(max_workers: int, stage: str, scheduling: Scheduling = NORMAL) -> Executor:
+    return InterpreterExecutor(
+        max_workers, name=stage, priority=scheduling.priority, cpus=scheduling.cpus
+    )
 
 
 def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
@@ -42,14 +47,11 @@ def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
     check_importable(fn, stage)
 
 
-# Written once at import time, read-only afterwards.
-_OWN = {
-    "process": ExecutorKind("process", _create_process, _check_process, _stop),
-    "interpreter": ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop),
-}
-
-
 def register_kinds() -> None:
     """Make ``pipe(..., executor="process" | "interpreter")`` work."""
-    for kind in _OWN.values():
-        register_executor_kind(kind)
+    register_executor_kind(
+        ExecutorKind("process", _create_process, _check_process, _stop, scheduled=True)
+    )
+    register_executor_kind(
+        ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop, scheduled=True)
+    )

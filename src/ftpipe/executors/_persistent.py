@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any
 
 from .._engine import ExecutorKind, PipelineConfig, StageConfig, executor_kind
+from .._priority import Scheduling
 from ._pool import WorkerPool
 
 __all__ = ["SETTLE_S", "PersistentPools"]
@@ -85,7 +86,7 @@ class _Lease(Executor):
 class _Slot:
     """A stage's pool, what it was made for, and the lease of the last epoch."""
 
-    key: tuple[str, int]  # (kind name, concurrency)
+    key: tuple[str, int, Scheduling]  # (kind name, concurrency, priority and CPUs)
     kind: ExecutorKind
     pool: Executor
     lease: _Lease | None = None
@@ -125,7 +126,7 @@ class PersistentPools:
                 stages.append(stage)
                 continue
             used.add(stage.name)
-            stages.append(replace(stage, executor=self._lease(stage, kind)))
+            stages.append(replace(stage, executor=self._lease(stage, kind, config.scheduling)))
         with self._lock:
             unused = [self._slots.pop(name) for name in list(self._slots) if name not in used]
         for slot in unused:  # a stage the pipeline no longer has
@@ -134,8 +135,9 @@ class PersistentPools:
             return config
         return replace(config, stages=tuple(stages))
 
-    def _lease(self, stage: StageConfig, kind: ExecutorKind) -> _Lease:
-        key = (kind.name, stage.concurrency)
+    def _lease(self, stage: StageConfig, kind: ExecutorKind, scheduling: Scheduling) -> _Lease:
+        # The pool's priority is part of what makes it reusable: a lowered worker stays low.
+        key = (kind.name, stage.concurrency, scheduling)
         with self._lock:
             if self._closed:
                 raise RuntimeError("these pools are closed")
@@ -148,7 +150,11 @@ class PersistentPools:
         if old is not None:
             _stop(old)  # settings changed, or a worker died: a fresh pool
         if slot is None:
-            slot = _Slot(key, kind, kind.create(stage.concurrency, stage.name))
+            if kind.scheduled and not scheduling.is_normal:
+                pool = kind.create(stage.concurrency, stage.name, scheduling)
+            else:
+                pool = kind.create(stage.concurrency, stage.name)
+            slot = _Slot(key, kind, pool)
         slot.lease = _Lease(slot.pool, kind.name)
         with self._lock:
             closed = self._closed

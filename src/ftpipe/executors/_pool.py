@@ -38,6 +38,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from .._engine._calls import call_chunk
+from .._priority import Scheduling
 from .._runtime import usable_cores
 from .._validate import positive_int
 from . import _lifetime
@@ -62,10 +63,16 @@ class WorkerPool(Executor):
         initializer: Called once in every worker before its first call.
         initargs: Arguments for ``initializer``.
         name: Names threads and errors; the engine passes the stage name.
+        priority: ``"normal"`` (default), ``"background"`` or ``"idle"``: the
+            scheduling priority of the worker threads (and of the processes and
+            threads they start), as ``PipelineBuilder(priority=...)``.
+        cpus: Pin the workers to these CPU ids; None: no pinning.
 
     Raises:
-        TypeError: ``max_workers`` is not an int, or ``initializer`` is not callable.
-        ValueError: ``max_workers`` is below 1.
+        TypeError: ``max_workers`` is not an int, ``initializer`` is not callable,
+            or ``cpus`` is not a collection of ints.
+        ValueError: ``max_workers`` is below 1, ``priority`` is unknown or ``cpus``
+            names a CPU this process may not use.
     """
 
     _kind = "worker"
@@ -80,7 +87,10 @@ class WorkerPool(Executor):
         initializer: Callable[..., Any] | None = None,
         initargs: tuple[Any, ...] = (),
         name: str | None = None,
+        priority: str = "normal",
+        cpus: Iterable[int] | None = None,
     ) -> None:
+        self._scheduling = Scheduling.of(priority, cpus, type(self).__name__)
         if max_workers is None:
             max_workers = self._default_workers()
         try:
@@ -186,7 +196,7 @@ class WorkerPool(Executor):
         ctx = self._make_context()
         thread = threading.Thread(
             target=work,
-            args=(state, ctx, self._kind, self._name),
+            args=(state, ctx, self._kind, self._name, self._scheduling),
             name=f"{self._name}-{len(self._threads)}",
             daemon=True,
         )

@@ -39,11 +39,12 @@ import os
 import pickle
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
 from .._engine._calls import call_chunk, unpack_failures
+from .._priority import NORMAL, Scheduling, start_forkserver_here
 from . import _segments, _shm
 from ._context import BrokenWorkerError, WorkerContext
 from ._pool import WorkerPool
@@ -97,9 +98,11 @@ class ProcessContext:
         start_method: str,
         initializer: Callable[..., Any] | None,
         initargs: tuple[Any, ...],
+        scheduling: Scheduling = NORMAL,
     ) -> None:
         self._name = name
         self._prefix = prefix
+        self._scheduling = scheduling
         self._start_method = start_method
         self._init = (initializer, initargs)
         self._endpoint = _shm.Endpoint(f"{prefix}p")
@@ -130,7 +133,7 @@ class ProcessContext:
         self._conn = parent_end
         self._proc = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child_end, self._prefix, pickle.dumps(self._init, protocol=5)),
+            args=(child_end, self._prefix, pickle.dumps(self._init, protocol=5), self._scheduling),
             name=f"ftpipe:{self._name}",
         )
         with _start_lock:
@@ -271,9 +274,10 @@ class ProcessExecutor(WorkerPool):
         initargs: Arguments for ``initializer``.
         name: Names threads, processes and errors (the engine passes the stage name).
         start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
+        priority, cpus: As ``WorkerPool``'s; each worker process applies them to itself at start.
 
     Raises:
-        ValueError: ``start_method`` is ``"fork"`` or unknown.
+        ValueError: ``start_method`` is ``"fork"`` or unknown (``priority``, ``cpus``: as above).
     """
 
     _kind = "process"
@@ -286,6 +290,8 @@ class ProcessExecutor(WorkerPool):
         initargs: tuple[Any, ...] = (),
         name: str | None = None,
         start_method: str | None = None,
+        priority: str = "normal",
+        cpus: Iterable[int] | None = None,
     ) -> None:
         method = start_method or default_start_method()
         if (
@@ -298,8 +304,16 @@ class ProcessExecutor(WorkerPool):
                 f"{start_method!r}; 'fork' is refused because forking a process with threads "
                 "can copy a lock held by another thread"
             )
-        super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
+        super().__init__(
+            max_workers,
+            initializer=initializer,
+            initargs=initargs,
+            name=name,
+            priority=priority,
+            cpus=cpus,
+        )
         self._start_method = method
+        start_forkserver_here(method)  # not from a worker thread a pipeline may have lowered
         self._prefix = _segments.new_prefix()
 
     @property
@@ -314,6 +328,7 @@ class ProcessExecutor(WorkerPool):
             self._start_method,
             self._initializer,
             self._initargs,
+            self._scheduling,
         )
 
     def worker_pids(self) -> list[int]:

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .._engine._calls import call_chunk, pack_failures
+from .._priority import NORMAL, Scheduling
 from ._lifeline import die_with_parent
 from ._remote import pack_exception, portable_chunk
 from ._segments import remove_segments, remove_segments_on_sigterm
@@ -44,14 +45,19 @@ def _reply(transport: Endpoint, out: tuple[Any, ...], where: str, chunk: bool = 
         return transport.dumps((False, *pack_exception(err, where)))
 
 
-def worker_main(conn: Connection, prefix: str, init_blob: bytes) -> None:
+def worker_main(
+    conn: Connection, prefix: str, init_blob: bytes, scheduling: Scheduling = NORMAL
+) -> None:
     """Serve calls from ``conn`` until it closes or an empty message arrives.
 
     Args:
         conn: This worker's end of its duplex pipe to the parent thread.
         prefix: Shared-memory name prefix of this worker (the parent removes its segments).
         init_blob: ``pickle((initializer, initargs))``; initializer may be None.
+        scheduling: The executor's priority and CPU set, applied first: a
+            forkserver child inherits the forkserver's, not its parent thread's.
     """
+    scheduling.apply_to_process()
     # Die with the parent, even mid-call.  Arming PR_SET_PDEATHSIG around calls is
     # safe here: the thread that started this process, a pool worker thread,
     # outlives it.

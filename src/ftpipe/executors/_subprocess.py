@@ -16,7 +16,8 @@ with each other in the child, not with the training loop's thread here::
 
 Credits bound how far the child runs ahead (``buffer_size`` items), so a fast
 pipeline cannot fill ``/dev/shm`` while the consumer is busy.
-``run_in_subprocess`` is one ``run`` on a child of its own, closed with it.
+``run_in_subprocess`` (``_run_in_subprocess``) is one ``run`` on a child of its own,
+closed with it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ._process import default_start_method, describe_exit, reap
 from ._remote import unpack_exception
 from ._subprocess_child import pipeline_main
 
-__all__ = ["PipelineChild", "SubprocessEpoch", "SubprocessPipeline", "run_in_subprocess"]
+__all__ = ["PipelineChild", "SubprocessEpoch"]
 
 
 class PipelineChild:
@@ -255,49 +256,6 @@ class SubprocessEpoch:
         self.close()
 
 
-class SubprocessPipeline:
-    """Iterator over the results of a pipeline running in a child process.
-
-    Use it as a context manager (or call ``close()``): leaving early stops the
-    child, reaps it and removes its shared memory.  Not thread-safe: one consumer.
-    """
-
-    def __init__(self, config: Any, *, buffer_size: int, start_method: str | None) -> None:
-        self._child = PipelineChild(
-            buffer_size=buffer_size, start_method=start_method, keep_pools=False
-        )
-        self._results = self._child.run(config)
-        self._pid: int = self._results.pid  # type: ignore[assignment]
-        self._prefix = self._child.shm_prefix
-
-    @property
-    def pid(self) -> int:
-        """The child's process id."""
-        return self._pid
-
-    def __iter__(self) -> SubprocessPipeline:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._results)
-        except BaseException:
-            # End of data, an error (already read: its arrays outlive the segments'
-            # names) or a dead child: release the child now.
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop the child (if still running), reap it and unlink its shared memory."""
-        self._child.close()
-
-    def __enter__(self) -> SubprocessPipeline:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
 def _close(conn: Connection, proc: Any, prefix: str) -> None:
     if proc.exitcode is None:
         try:
@@ -315,35 +273,3 @@ def _close(conn: Connection, proc: Any, prefix: str) -> None:
     # Segments of the child's own executors carry the child's pid (see _segments.new_prefix).
     _segments.remove_segments(f"ftpipe-{proc.pid}-")
     proc.close()
-
-
-def run_in_subprocess(
-    builder: Any, *, buffer_size: int = 16, start_method: str | None = None
-) -> SubprocessPipeline:
-    """Run a whole pipeline in one dedicated child process and stream its results back.
-
-    The pipeline runs there with its own threads (and executors), so its CPU
-    work no longer competes with this process's threads for the GIL or for the
-    scheduler's attention; numpy arrays in results come back through shared
-    memory without a copy.
-
-    Args:
-        builder: A ``PipelineBuilder`` (or its ``config()``): the source must be
-            picklable and stage functions importable.
-        buffer_size: Results the child may run ahead of the consumer.
-        start_method: ``"forkserver"`` (default where available) or ``"spawn"``.
-
-    Returns:
-        An iterator of results that is also a context manager.
-
-    Raises:
-        TypeError: The source, a stage function or a stage executor cannot move
-            to a child process (the message names which), or ``buffer_size`` is
-            not an int.
-        ValueError: ``buffer_size`` is below 1, or ``start_method`` is unknown.
-    """
-    positive_int(buffer_size, "buffer_size")
-    if start_method not in (None, "forkserver", "spawn"):
-        raise ValueError(f"start_method must be 'forkserver' or 'spawn', got {start_method!r}")
-    config = builder.config() if hasattr(builder, "config") else builder
-    return SubprocessPipeline(config, buffer_size=buffer_size, start_method=start_method)

@@ -201,6 +201,8 @@ def _run_epoch(
     end = b"d"
     try:
         config = pickle.loads(blob)
+        # The child runs at the pipeline's priority (lowering only: it cannot be raised).
+        config.scheduling.apply_to_process()
         if pools is not None:
             config = pools.attach(config)
         if not epochs.stopped(number):  # else stopped before it began

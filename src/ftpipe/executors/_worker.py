@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import Any
 
+from .._priority import NORMAL, Scheduling
 from . import _lifetime
 from ._context import BrokenWorkerError, WorkerContext
 
@@ -104,10 +105,13 @@ class PoolState:
             _lifetime.untrack(self)
 
 
-def work(state: PoolState, ctx: WorkerContext, kind: str, name: str) -> None:
+def work(
+    state: PoolState, ctx: WorkerContext, kind: str, name: str, scheduling: Scheduling = NORMAL
+) -> None:
     """A worker thread's body: run queued calls in ``ctx`` until a sentinel or a break."""
     started = False
     try:
+        scheduling.apply_to_thread()  # before the context starts a process or interpreter
         while True:
             try:
                 item = state.queue.get_nowait()
