@@ -31,9 +31,11 @@ from ._channel import Channel, Stopped
 from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
+from ._resize import resize_stage
 from ._source import Source
 from ._stage import StageRuntime
 from ._stats import PipelineStats, find_bottleneck, merge
+from ._workforce import Workforce
 
 __all__ = ["Run", "stop_all_pipelines"]
 
@@ -111,15 +113,21 @@ class Run:
         self.channels.append(self.source.channel)
         inbox = self.source.channel
         stages = config.stages
+        # Serializes resizes and executor switches (the tuner's and the user's).
+        self.resize_lock = threading.Lock()
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
+            plan = worker_plan(cfg)
             outbox = Channel(
                 config.sink_buffer_size if last else cfg.buffer_size,
                 ordered=cfg.ordered,
-                producers=worker_plan(cfg).count,
+                producers=plan.count,
             )
             self.channels.append(outbox)
-            self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
+            workforce = Workforce(cfg.concurrency, plan.count, plan.per_worker)
+            stage = StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg), workforce)
+            stage.make = plan.make
+            self.stages.append(stage)
             inbox = outbox
         self.sink = inbox
 
@@ -264,6 +272,12 @@ class Run:
             else:
                 executor.shutdown(wait=True, cancel_futures=True)
 
+    def resize(self, name: str, n: int) -> None:
+        """Give the running stage ``name`` ``n`` workers (see ``_resize``)."""
+        stage = next(s for s in self.stages if s.config.name == name)
+        with self.resize_lock:
+            resize_stage(stage, n)
+
     def stats(self) -> PipelineStats:
         source = self.source.stats()
         stages = [] if source is None else [source]
@@ -272,11 +286,12 @@ class Run:
             stages.append(
                 merge(
                     cfg.name,
-                    cfg.concurrency,
-                    cfg.executor_name,
+                    stage.workforce.size,
+                    stage.executor_name,
                     list(stage.counters),
                     stage.outbox.occupancy(),
                     stage.outbox.capacity,
+                    tuning=stage.tuning,
                 )
             )
         frozen = tuple(stages)
