@@ -198,6 +198,11 @@ class Channel:
             self._producers += 1
             return True
 
+    def ended(self) -> bool:
+        """Whether every producer finished (or the pipeline stopped)."""
+        with self._lock:
+            return self._stopped or self._producers <= 0
+
     def producer_done(self) -> None:
         """Record that one producer finished; the last one ends the stream."""
         with self._lock:

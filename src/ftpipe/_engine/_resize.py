@@ -14,18 +14,27 @@ outputs before it may retire, and the output channel restores input order by
 sequence number whichever worker put a range.  A retiring worker ends through
 the normal path (``guarded`` calls ``producer_done``), so the stream ends when
 the last worker of the stage does, however many came and went.
+
+Moving a stage to another executor (``executor="auto"``) is the same move: a new
+generation of workers (on the new executor) starts on the same input and output
+channels, every thread of the old one finishes the batch in hand and retires,
+and the old executor is shut down once its last thread left.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any
 
 from ._config import FnKind, StageKind
-from ._plan import add_worker
+from ._executor_kinds import ExecutorKind
+from ._executor_stage import executor_worker
+from ._plan import add_worker, worker_plan
 from ._stage import StageRuntime
 
-__all__ = ["grow_threads", "not_resizable", "resize_stage"]
+__all__ = ["grow_threads", "not_resizable", "resize_stage", "switch_executor"]
 
 
 def not_resizable(stage: StageRuntime) -> str | None:
@@ -75,3 +84,36 @@ def grow_threads(
     for _ in range(count):
         if not add_worker(stage, make):
             return
+
+
+def switch_executor(
+    stage: StageRuntime,
+    kind: ExecutorKind | None,
+    n: int,
+    own: Callable[[Executor, ExecutorKind], None],
+) -> None:
+    """Move a running stage to ``n`` workers of ``kind`` (None: the engine's threads).
+
+    The caller serializes this with resizes and checked that the function can run
+    there.  ``own`` hands an executor created here to the run, which shuts it
+    down when it stops.
+    """
+    old = stage.executor
+    if kind is None:
+        executor: Executor | None = None
+        make = worker_plan(replace(stage.config, executor=None)).make
+        per_worker, name = 1, "thread"
+    else:
+        executor = kind.create(n, stage.config.name)
+        own(executor, kind)
+        make, per_worker, name = executor_worker, 2, kind.name
+    stage.executor, stage.owns_executor, stage.make = executor, executor is not None, make
+    stage.executor_name = name
+
+    def drained() -> None:
+        # The old generation's last thread left: no call of it runs or waits there.
+        if old is not None:
+            old.shutdown(wait=False)
+
+    stage.workforce.new_generation(n, per_worker, drained)
+    grow_threads(stage, n * per_worker, make)

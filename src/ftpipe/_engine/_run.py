@@ -31,10 +31,11 @@ from ._channel import Channel, Stopped
 from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
-from ._resize import resize_stage
+from ._resize import resize_stage, switch_executor
 from ._source import Source
 from ._stage import StageRuntime
 from ._stats import PipelineStats, find_bottleneck, merge
+from ._tuner import Tuner
 from ._workforce import Workforce
 
 __all__ = ["Run", "stop_all_pipelines"]
@@ -130,6 +131,12 @@ class Run:
             self.stages.append(stage)
             inbox = outbox
         self.sink = inbox
+        tuned = any(s.auto_concurrency or s.auto_executor for s in stages)
+        self.tuner = (
+            Tuner(self.stages, self._stopping, self.resize_lock, self._switch, resize_stage)
+            if tuned
+            else None
+        )
 
     def _executor_for(self, cfg: StageConfig) -> Executor | None:
         if cfg.executor is None or isinstance(cfg.executor, Executor):
@@ -217,6 +224,8 @@ class Run:
             self.source.start(self)
             for stage in self.stages:
                 start_stage(stage)
+            if self.tuner is not None:
+                self.thread(self.tuner.run, "ftpipe-tuner")
         except Stopped:
             pass  # closed while starting: what did start is stopping already
         except BaseException:
@@ -271,6 +280,19 @@ class Run:
                 kind.stop(executor)
             else:
                 executor.shutdown(wait=True, cancel_futures=True)
+
+    def _switch(self, stage: StageRuntime, name: str | None, n: int) -> None:
+        """Move ``stage`` to ``n`` workers of kind ``name`` (None: threads); resize lock held."""
+        kind = None if name is None else executor_kind(name)
+        assert name is None or kind is not None, "the tuner checks the kind exists"
+
+        def own(executor: Executor, kind: ExecutorKind) -> None:
+            with self._lock:
+                self._owned.append((executor, kind))
+            if self._stopping.is_set():
+                self._shutdown_executors()  # stopped meanwhile: join() may have run already
+
+        switch_executor(stage, kind, n, own)
 
     def resize(self, name: str, n: int) -> None:
         """Give the running stage ``name`` ``n`` workers (see ``_resize``)."""

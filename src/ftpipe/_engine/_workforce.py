@@ -81,8 +81,8 @@ class Workforce:
             drained()
         return True
 
-    def new_generation(self, threads: int, on_drained: Callable[[], None]) -> int:
-        """Start a generation of ``threads`` threads; the older ones retire.
+    def new_generation(self, size: int, per_worker: int, on_drained: Callable[[], None]) -> int:
+        """Start a generation of ``size * per_worker`` threads; the older ones retire.
 
         ``on_drained`` runs (in the last retiring thread) once the previous
         generation's threads are all gone.
@@ -90,7 +90,9 @@ class Workforce:
         with self._lock:
             old = self.generation
             self.generation += 1
-            self._target = threads
+            self.size = size
+            self.per_worker = per_worker
+            self._target = size * per_worker
             if self._live.get(old, 0) > 0:
                 self._on_drained[old] = on_drained
                 on_drained = _nothing

@@ -1,0 +1,318 @@
+"""The tuner: sizes ``concurrency="auto"`` stages and places ``executor="auto"`` ones, measuring.
+
+::
+
+    one daemon thread per pipeline with a tuned stage ("ftpipe-tuner"):
+      every window (>= MIN_WINDOW_S and >= enough items, <= MAX_WINDOW_S):
+        the counters every stage keeps ─► per stage: busy share, CPU / busy, items
+        pipeline rate = inputs the last stage took per second
+        a trial pending?  kept if the rate rose by GAIN, else undone and remembered
+        else: the tuned stage busiest (>= BUSY) grows one step (x2), within
+              max_concurrency, and within the usable cores when it computes
+              (CPU time ~ its busy time); a level remembered as no help is not
+              tried again until the rate shifts by SHIFT (two windows running)
+        executor="auto", a stage that computes and stopped growing:
+              GIL build, its second thread added nothing ─► interpreter, else process
+              3.13t, CPU per item rose with threads (contention) ─► process
+              tried at the same rate test, kept only if faster
+
+Decisions are written to the stage's ``tuning`` note (``stats()``).  Every
+resize and executor switch goes through the run's resize lock, like a user's
+``Pipeline.resize``.  The tuner's own state is touched by its thread only.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+
+from .._runtime import gil_enabled, is_free_threaded, usable_cores
+from ._config import AUTO_MAX_CONCURRENCY, FnKind
+from ._executor_kinds import executor_kind
+from ._stage import StageRuntime
+
+__all__ = ["Tuner"]
+
+MIN_WINDOW_S = 0.3  # a measurement lasts at least this long ...
+MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
+MAX_WINDOW_S = 3.0  # ... unless items are that slow
+SETTLE_S = 0.1  # after a resize, before measuring: buffers refill, threads start
+SWITCH_SETTLE_S = 0.5  # after an executor switch: processes / interpreters start
+GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
+SHIFT = 0.25  # the rate moved this much (two windows running): retry what failed
+BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
+COMPUTES = 0.5  # CPU time / busy time at or above this: the stage computes
+CONTENTION = 1.25  # CPU per item this many times its 1-worker value: contention
+
+
+@dataclass
+class _Sample:
+    """One stage's cumulative counters at one instant."""
+
+    items: int = 0
+    busy: float = 0.0
+    idle: float = 0.0
+    cpu: float = 0.0
+
+
+@dataclass
+class _Tuned:
+    """What the tuner knows of one tuned stage."""
+
+    stage: StageRuntime
+    failed: set[tuple[str, int]] = field(default_factory=set)  # (executor, size): no help
+    cpu_per_item_1: float | None = None  # on threads with one worker
+    computes: bool = True
+    done_switching: bool = False
+
+
+@dataclass
+class _Trial:
+    tuned: _Tuned
+    executor: str  # what to go back to
+    size: int
+    base: float  # the rate before
+
+
+def _sample(stage: StageRuntime) -> _Sample:
+    out = _Sample()
+    for c in list(stage.counters):
+        out.items += c.items_in
+        out.busy += c.busy
+        out.idle += c.starved + c.blocked
+        out.cpu += c.cpu
+    return out
+
+
+class Tuner:
+    """Measure the running stages and resize / move the tuned ones (see the module docstring).
+
+    Args:
+        stages: The run's stages.
+        stopped: Set when the run stops; the tuner's waits end on it.
+        lock: The run's resize lock.
+        switch: ``switch(stage, kind_name or None, n)`` moves a stage (see ``_resize``).
+        resize: ``resize(stage, n)``.
+    """
+
+    def __init__(
+        self,
+        stages: list[StageRuntime],
+        stopped: threading.Event,
+        lock: threading.Lock,
+        switch: Callable[[StageRuntime, str | None, int], None],
+        resize: Callable[[StageRuntime, int], None],
+    ) -> None:
+        self._stages = stages
+        self._stopped = stopped
+        self._lock = lock
+        self._switch = switch
+        self._resize = resize
+        self._tuned = [
+            _Tuned(s) for s in stages if s.config.auto_concurrency or s.config.auto_executor
+        ]
+        self._cores = usable_cores()
+        self._gil = gil_enabled()
+        self.history: list[tuple[float, str, str, int]] = []  # (t, stage, executor, size)
+        for t in self._tuned:
+            t.stage.tuning = f"auto: starting on {t.stage.executor_name} x{t.stage.workforce.size}"
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """The tuner thread's body: measure, decide, repeat until the run stops or ends."""
+        trial: _Trial | None = None
+        ref: float | None = None  # the rate the current levels were judged at
+        shifted = 0
+        settle = SETTLE_S
+        while True:
+            if self._stopped.wait(settle) or self._ended():
+                return
+            window = self._measure()
+            if window is None:
+                return
+            rate, samples = window
+            settle = SETTLE_S
+            if trial is not None:
+                ref, settle = self._judge(trial, rate), SETTLE_S
+                trial = None
+                continue
+            if ref is None:
+                ref = rate
+            moved = abs(rate / ref - 1) > SHIFT if ref > 0 else rate > 0
+            if moved:
+                shifted += 1
+                if shifted >= 2:  # the workload changed: what failed may help now
+                    for t in self._tuned:
+                        t.failed.clear()
+                    ref, shifted = rate, 0
+            else:
+                shifted = 0
+            trial, switched = self._next_step(samples, rate)
+            if trial is not None:
+                settle = SWITCH_SETTLE_S if switched else SETTLE_S
+
+    def _ended(self) -> bool:
+        return all(t.stage.outbox.ended() for t in self._tuned)
+
+    def _measure(self) -> tuple[float, dict[int, tuple[_Sample, float]]] | None:
+        """Wait one window; return the pipeline's rate and each stage's deltas, share busy."""
+        last = self._stages[-1]
+        need = max(MIN_ITEMS, last.inbox.capacity // 2)
+        before = {s.index: _sample(s) for s in self._stages}
+        t0 = perf_counter()
+        if self._stopped.wait(MIN_WINDOW_S):
+            return None
+        while True:
+            items = _sample(last).items - before[last.index].items
+            elapsed = perf_counter() - t0
+            if items >= need or elapsed >= MAX_WINDOW_S or self._ended():
+                break
+            if self._stopped.wait(min(MIN_WINDOW_S, MAX_WINDOW_S - elapsed)):
+                return None
+        elapsed = perf_counter() - t0
+        out: dict[int, tuple[_Sample, float]] = {}
+        for s in self._stages:
+            now, was = _sample(s), before[s.index]
+            d = _Sample(now.items - was.items, now.busy - was.busy, now.idle - was.idle)
+            d.cpu = now.cpu - was.cpu
+            total = d.busy + d.idle
+            out[s.index] = (d, d.busy / total if total > 0 else 0.0)
+        return items / elapsed, out
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def _judge(self, trial: _Trial, rate: float) -> float:
+        """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref."""
+        t, stage = trial.tuned, trial.tuned.stage
+        if rate >= trial.base * GAIN:
+            if trial.executor != stage.executor_name:
+                t.done_switching = True  # moved for good
+            gain = rate / trial.base if trial.base > 0 else float("inf")
+            stage.tuning = (
+                f"auto: {stage.executor_name} x{stage.workforce.size} "
+                f"({'computes' if t.computes else 'waits'}; the last step gave x{gain:.2f}, "
+                f"{rate:.0f} items/s)"
+            )
+            return rate
+        tried = (stage.executor_name, stage.workforce.size)
+        t.failed.add(tried)
+        back = None if trial.executor == "thread" else trial.executor
+        with self._lock:
+            if trial.executor != stage.executor_name:
+                t.done_switching = True
+                self._switch(stage, back, trial.size)
+            else:
+                self._resize(stage, trial.size)
+        self._record(stage)
+        stage.tuning = (
+            f"auto: {trial.executor} x{trial.size} ({'computes' if t.computes else 'waits'}; "
+            f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}, "
+            f"under the x{GAIN:.2f} needed, so it was undone)"
+        )
+        return trial.base
+
+    def _next_step(
+        self, samples: dict[int, tuple[_Sample, float]], rate: float
+    ) -> tuple[_Trial | None, bool]:
+        """Start one step on the stage limiting throughput, if any helps; (trial, switched)."""
+        candidates = []
+        for t in self._tuned:
+            d, busy = samples[t.stage.index]
+            if d.items == 0 or t.stage.outbox.ended():
+                continue
+            self._classify(t, d)
+            if busy >= BUSY:
+                candidates.append((busy, t))
+        for _, t in sorted(candidates, key=lambda c: -c[0]):
+            step = self._grow(t, rate) or self._move(t, samples, rate)
+            if step is not None:
+                return step
+        return None, False
+
+    def _classify(self, t: _Tuned, d: _Sample) -> None:
+        stage = t.stage
+        if stage.config.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
+            t.computes = False  # calls in flight on one loop wait by nature
+        elif stage.executor is not None:
+            t.computes = True  # CPU time is spent elsewhere: stay within the cores
+        elif d.busy > 0:
+            t.computes = d.cpu >= COMPUTES * d.busy
+            if stage.workforce.size == 1 and d.items:
+                t.cpu_per_item_1 = d.cpu / d.items
+
+    def _grow(self, t: _Tuned, rate: float) -> tuple[_Trial, bool] | None:
+        stage, cfg = t.stage, t.stage.config
+        if not cfg.auto_concurrency:
+            return None
+        size = stage.workforce.size
+        cap = cfg.max_concurrency or AUTO_MAX_CONCURRENCY
+        if t.computes:
+            others = sum(
+                o.stage.workforce.size for o in self._tuned if o is not t and o.computes
+            )
+            cap = min(cap, max(1, self._cores - others))
+        step = min(cap, 2 * size)
+        if step <= size or (stage.executor_name, step) in t.failed:
+            return None
+        trial = _Trial(t, stage.executor_name, size, rate)
+        with self._lock:
+            self._resize(stage, step)
+        self._record(stage)
+        stage.tuning = f"auto: trying {stage.executor_name} x{step} (was x{size})"
+        return trial, False
+
+    def _move(
+        self, t: _Tuned, samples: dict[int, tuple[_Sample, float]], rate: float
+    ) -> tuple[_Trial, bool] | None:
+        """An executor="auto" stage that computes and cannot grow usefully on threads."""
+        stage = t.stage
+        if (
+            not stage.config.auto_executor
+            or t.done_switching
+            or stage.executor is not None
+            or not t.computes
+            or self._cores < 2
+        ):
+            return None
+        d, _ = samples[stage.index]
+        size = stage.workforce.size
+        kinds: tuple[str, ...]
+        if self._gil:
+            # Holds the GIL: computes, and its second thread added nothing.
+            if ("thread", 2) not in t.failed or size != 1:
+                return None
+            kinds, n, why = ("interpreter", "process"), 2, "holds the GIL"
+        elif is_free_threaded() and size >= 2 and t.cpu_per_item_1 and d.items:
+            per_item = d.cpu / d.items
+            if per_item < CONTENTION * t.cpu_per_item_1:
+                return None
+            kinds, n = ("process",), size
+            why = f"CPU per item x{per_item / t.cpu_per_item_1:.2f} with {size} threads"
+        else:
+            return None
+        for name in kinds:
+            kind = executor_kind(name)
+            if kind is None or (name, n) in t.failed:
+                continue
+            try:
+                assert stage.config.fn is not None
+                kind.check(stage.config.fn, stage.config.name)
+            except (TypeError, ValueError):
+                continue  # not importable / picklable there: the next kind
+            trial = _Trial(t, "thread", size, rate)
+            with self._lock:
+                self._switch(stage, name, n)
+            self._record(stage)
+            stage.tuning = f"auto: trying {name} x{n} ({why} on threads)"
+            return trial, True
+        t.done_switching = True
+        stage.tuning += f"; {why}, but no other executor can run it"
+        return None
+
+    def _record(self, stage: StageRuntime) -> None:
+        self.history.append(
+            (perf_counter(), stage.config.name, stage.executor_name, stage.workforce.size)
+        )
