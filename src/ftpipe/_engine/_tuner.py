@@ -39,12 +39,15 @@ MIN_WINDOW_S = 0.3  # a measurement lasts at least this long ...
 MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
 MAX_WINDOW_S = 3.0  # ... unless items are that slow
 SETTLE_S = 0.1  # after a resize, before measuring: buffers refill, threads start
-SWITCH_SETTLE_S = 0.5  # after an executor switch: processes / interpreters start
+WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
-SHIFT = 0.25  # the rate moved this much (two windows running): retry what failed
+SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
+SHIFTED = 3
 BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
 COMPUTES = 0.5  # CPU time / busy time at or above this: the stage computes
 CONTENTION = 1.25  # CPU per item this many times its 1-worker value: contention
+USES_CPU = 0.1  # CPU / busy below this: too little CPU to judge serialization by
+SERIAL = 0.75  # CPU / busy fell below this share of what it was: the threads serialized
 
 
 @dataclass
@@ -74,6 +77,10 @@ class _Trial:
     executor: str  # what to go back to
     size: int
     base: float  # the rate before
+    base_cpu: float | None = None  # the stage's CPU / busy time before (thread stages)
+    base_busy: float = 0.0  # the stage's busy workers before (busy share x size)
+    warm_from: int | None = None  # a switch: the new workers' counters start here
+    passed: int = 0  # windows that showed the step helped
 
 
 def _sample(stage: StageRuntime) -> _Sample:
@@ -130,34 +137,53 @@ class Tuner:
         while True:
             if self._stopped.wait(settle) or self._ended():
                 return
+            if trial is not None and trial.warm_from is not None and not self._warm(trial):
+                return
             window = self._measure()
             if window is None:
                 return
-            rate, samples = window
+            rate, samples, seconds = window
             settle = SETTLE_S
             if trial is not None:
-                ref, settle = self._judge(trial, rate), SETTLE_S
-                trial = None
+                d, share = samples[trial.tuned.stage.index]
+                cpu = d.cpu / d.busy if d.busy > 0 else 0.0
+                busy = share * trial.tuned.stage.workforce.size
+                judged = self._judge(trial, rate, cpu, busy)
+                if judged is None:
+                    continue  # it helped once: one more window to confirm it
+                ref, trial = judged, None
                 continue
             if ref is None:
                 ref = rate
             moved = abs(rate / ref - 1) > SHIFT if ref > 0 else rate > 0
             if moved:
                 shifted += 1
-                if shifted >= 2:  # the workload changed: what failed may help now
+                if shifted >= SHIFTED:  # the workload changed: what failed may help now
                     for t in self._tuned:
                         t.failed.clear()
                     ref, shifted = rate, 0
             else:
                 shifted = 0
-            trial, switched = self._next_step(samples, rate)
-            if trial is not None:
-                settle = SWITCH_SETTLE_S if switched else SETTLE_S
+            trial = self._next_step(samples, rate, seconds)
+
+    def _warm(self, trial: _Trial) -> bool:
+        """Wait until a switched stage's new workers (processes start slowly) put items out.
+
+        Returns False once the run stopped.
+        """
+        stage, start = trial.tuned.stage, trial.warm_from or 0
+        deadline = perf_counter() + WARM_UP_S
+        while perf_counter() < deadline and not self._ended():
+            if sum(c.items_out for c in list(stage.counters)[start:]) >= stage.workforce.size:
+                break
+            if self._stopped.wait(SETTLE_S):
+                return False
+        return not self._stopped.wait(SETTLE_S)
 
     def _ended(self) -> bool:
         return all(t.stage.outbox.ended() for t in self._tuned)
 
-    def _measure(self) -> tuple[float, dict[int, tuple[_Sample, float]]] | None:
+    def _measure(self) -> tuple[float, dict[int, tuple[_Sample, float]], float] | None:
         """Wait one window; return the pipeline's rate and each stage's deltas, share busy."""
         last = self._stages[-1]
         need = max(MIN_ITEMS, last.inbox.capacity // 2)
@@ -180,14 +206,37 @@ class Tuner:
             d.cpu = now.cpu - was.cpu
             total = d.busy + d.idle
             out[s.index] = (d, d.busy / total if total > 0 else 0.0)
-        return items / elapsed, out
+        return items / elapsed, out, elapsed
 
     # -- decisions ---------------------------------------------------------------------
 
-    def _judge(self, trial: _Trial, rate: float) -> float:
-        """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref."""
+    def _judge(self, trial: _Trial, rate: float, cpu: float, busy: float) -> float | None:
+        """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
+
+        A step must pass in two windows running (None: passed the first): on a
+        busy machine one window's rate can rise by chance.
+
+        The stage's busy workers (busy share x workers) must have risen by GAIN
+        too: when they did not, the new workers only waited for input, for room,
+        or for the GIL (a GIL build hands it over at the channel's blocking
+        calls, so that wait shows as starved time), and a rate that rose anyway
+        is noise from the rest of the machine.
+
+        A thread stage that uses CPU must also keep its CPU share of busy time
+        (within SERIAL): when it falls in proportion to the added threads, they
+        only waited for each other (the GIL, a lock, too few cores), and a rate
+        that rose anyway is noise from the rest of the machine.
+        """
         t, stage = trial.tuned, trial.tuned.stage
-        if rate >= trial.base * GAIN:
+        base = trial.base_cpu
+        cpu_ok = base is None or base < USES_CPU or cpu >= SERIAL * base
+        cpu_ok = cpu_ok and (
+            trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
+        )
+        if rate >= trial.base * GAIN and cpu_ok:
+            trial.passed += 1
+            if trial.passed < 2:
+                return None
             if trial.executor != stage.executor_name:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
@@ -209,15 +258,16 @@ class Tuner:
         self._record(stage)
         stage.tuning = (
             f"auto: {trial.executor} x{trial.size} ({'computes' if t.computes else 'waits'}; "
-            f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}, "
+            f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}"
+            f"{'' if cpu_ok else ' while its workers mostly waited (each other, the GIL, or the stages around it)'}, "
             f"under the x{GAIN:.2f} needed, so it was undone)"
         )
         return trial.base
 
     def _next_step(
-        self, samples: dict[int, tuple[_Sample, float]], rate: float
-    ) -> tuple[_Trial | None, bool]:
-        """Start one step on the stage limiting throughput, if any helps; (trial, switched)."""
+        self, samples: dict[int, tuple[_Sample, float]], rate: float, seconds: float
+    ) -> _Trial | None:
+        """Start one step on the stage limiting throughput, if any helps."""
         candidates = []
         for t in self._tuned:
             d, busy = samples[t.stage.index]
@@ -227,10 +277,14 @@ class Tuner:
             if busy >= BUSY:
                 candidates.append((busy, t))
         for _, t in sorted(candidates, key=lambda c: -c[0]):
-            step = self._grow(t, rate) or self._move(t, samples, rate)
+            d, _ = samples[t.stage.index]
+            threads = t.stage.executor is None and d.busy > 0
+            cpu = d.cpu / d.busy if threads else None
+            busy = samples[t.stage.index][1] * t.stage.workforce.size
+            step = self._grow(t, rate, cpu, busy) or self._move(t, samples, rate)
             if step is not None:
                 return step
-        return None, False
+        return None
 
     def _classify(self, t: _Tuned, d: _Sample) -> None:
         stage = t.stage
@@ -243,30 +297,28 @@ class Tuner:
             if stage.workforce.size == 1 and d.items:
                 t.cpu_per_item_1 = d.cpu / d.items
 
-    def _grow(self, t: _Tuned, rate: float) -> tuple[_Trial, bool] | None:
+    def _grow(self, t: _Tuned, rate: float, cpu: float | None, busy: float) -> _Trial | None:
         stage, cfg = t.stage, t.stage.config
         if not cfg.auto_concurrency:
             return None
         size = stage.workforce.size
         cap = cfg.max_concurrency or AUTO_MAX_CONCURRENCY
         if t.computes:
-            others = sum(
-                o.stage.workforce.size for o in self._tuned if o is not t and o.computes
-            )
+            others = sum(o.stage.workforce.size for o in self._tuned if o is not t and o.computes)
             cap = min(cap, max(1, self._cores - others))
         step = min(cap, 2 * size)
         if step <= size or (stage.executor_name, step) in t.failed:
             return None
-        trial = _Trial(t, stage.executor_name, size, rate)
+        trial = _Trial(t, stage.executor_name, size, rate, cpu, busy)
         with self._lock:
             self._resize(stage, step)
         self._record(stage)
         stage.tuning = f"auto: trying {stage.executor_name} x{step} (was x{size})"
-        return trial, False
+        return trial
 
     def _move(
         self, t: _Tuned, samples: dict[int, tuple[_Sample, float]], rate: float
-    ) -> tuple[_Trial, bool] | None:
+    ) -> _Trial | None:
         """An executor="auto" stage that computes and cannot grow usefully on threads."""
         stage = t.stage
         if (
@@ -302,12 +354,12 @@ class Tuner:
                 kind.check(stage.config.fn, stage.config.name)
             except (TypeError, ValueError):
                 continue  # not importable / picklable there: the next kind
-            trial = _Trial(t, "thread", size, rate)
+            trial = _Trial(t, "thread", size, rate, warm_from=len(stage.counters))
             with self._lock:
                 self._switch(stage, name, n)
             self._record(stage)
             stage.tuning = f"auto: trying {name} x{n} ({why} on threads)"
-            return trial, True
+            return trial
         t.done_switching = True
         stage.tuning += f"; {why}, but no other executor can run it"
         return None
