@@ -184,6 +184,21 @@ class Pipeline:
             )
         run.resize(stage, n)
 
+    def __repr__(self) -> str:
+        with self._lock:
+            state, run = self._state, self._run
+        if run is None:
+            stages = [(s.name, s.executor_name, s.concurrency, "") for s in self._config.stages]
+        else:
+            stages = [
+                (s.config.name, s.executor_name, s.workforce.size, s.tuning) for s in run.stages
+            ]
+        parts = [
+            f"{name!r}: {executor} x{size}" + (f" [{tuning}]" if tuning else "")
+            for name, executor, size, tuning in stages
+        ]
+        return f"<Pipeline {state}: {'; '.join(parts) or 'no stages'}>"
+
     def stats(self) -> PipelineStats:
         """Return a frozen snapshot of per-stage statistics (safe from any thread)."""
         with self._lock:

@@ -25,72 +25,33 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from time import perf_counter
 
 from .._runtime import gil_enabled, is_free_threaded, usable_cores
 from ._config import AUTO_MAX_CONCURRENCY, FnKind
 from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
+from ._tuning import (
+    BUSY,
+    COMPUTES,
+    CONTENTION,
+    GAIN,
+    MAX_WINDOW_S,
+    MIN_ITEMS,
+    MIN_WINDOW_S,
+    SERIAL,
+    SETTLE_S,
+    SHIFT,
+    SHIFTED,
+    USES_CPU,
+    WARM_UP_S,
+    Sample,
+    Trial,
+    Tuned,
+    sample,
+)
 
 __all__ = ["Tuner"]
-
-MIN_WINDOW_S = 0.3  # a measurement lasts at least this long ...
-MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
-MAX_WINDOW_S = 3.0  # ... unless items are that slow
-SETTLE_S = 0.1  # after a resize, before measuring: buffers refill, threads start
-WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
-GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
-SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
-SHIFTED = 3
-BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
-COMPUTES = 0.5  # CPU time / busy time at or above this: the stage computes
-CONTENTION = 1.25  # CPU per item this many times its 1-worker value: contention
-USES_CPU = 0.1  # CPU / busy below this: too little CPU to judge serialization by
-SERIAL = 0.75  # CPU / busy fell below this share of what it was: the threads serialized
-
-
-@dataclass
-class _Sample:
-    """One stage's cumulative counters at one instant."""
-
-    items: int = 0
-    busy: float = 0.0
-    idle: float = 0.0
-    cpu: float = 0.0
-
-
-@dataclass
-class _Tuned:
-    """What the tuner knows of one tuned stage."""
-
-    stage: StageRuntime
-    failed: set[tuple[str, int]] = field(default_factory=set)  # (executor, size): no help
-    cpu_per_item_1: float | None = None  # on threads with one worker
-    computes: bool = True
-    done_switching: bool = False
-
-
-@dataclass
-class _Trial:
-    tuned: _Tuned
-    executor: str  # what to go back to
-    size: int
-    base: float  # the rate before
-    base_cpu: float | None = None  # the stage's CPU / busy time before (thread stages)
-    base_busy: float = 0.0  # the stage's busy workers before (busy share x size)
-    warm_from: int | None = None  # a switch: the new workers' counters start here
-    passed: int = 0  # windows that showed the step helped
-
-
-def _sample(stage: StageRuntime) -> _Sample:
-    out = _Sample()
-    for c in list(stage.counters):
-        out.items += c.items_in
-        out.busy += c.busy
-        out.idle += c.starved + c.blocked
-        out.cpu += c.cpu
-    return out
 
 
 class Tuner:
@@ -118,7 +79,7 @@ class Tuner:
         self._switch = switch
         self._resize = resize
         self._tuned = [
-            _Tuned(s) for s in stages if s.config.auto_concurrency or s.config.auto_executor
+            Tuned(s) for s in stages if s.config.auto_concurrency or s.config.auto_executor
         ]
         self._cores = usable_cores()
         self._gil = gil_enabled()
@@ -130,7 +91,7 @@ class Tuner:
 
     def run(self) -> None:
         """The tuner thread's body: measure, decide, repeat until the run stops or ends."""
-        trial: _Trial | None = None
+        trial: Trial | None = None
         ref: float | None = None  # the rate the current levels were judged at
         shifted = 0
         settle = SETTLE_S
@@ -166,7 +127,7 @@ class Tuner:
                 shifted = 0
             trial = self._next_step(samples, rate, seconds)
 
-    def _warm(self, trial: _Trial) -> bool:
+    def _warm(self, trial: Trial) -> bool:
         """Wait until a switched stage's new workers (processes start slowly) put items out.
 
         Returns False once the run stopped.
@@ -183,26 +144,26 @@ class Tuner:
     def _ended(self) -> bool:
         return all(t.stage.outbox.ended() for t in self._tuned)
 
-    def _measure(self) -> tuple[float, dict[int, tuple[_Sample, float]], float] | None:
+    def _measure(self) -> tuple[float, dict[int, tuple[Sample, float]], float] | None:
         """Wait one window; return the pipeline's rate and each stage's deltas, share busy."""
         last = self._stages[-1]
         need = max(MIN_ITEMS, last.inbox.capacity // 2)
-        before = {s.index: _sample(s) for s in self._stages}
+        before = {s.index: sample(s) for s in self._stages}
         t0 = perf_counter()
         if self._stopped.wait(MIN_WINDOW_S):
             return None
         while True:
-            items = _sample(last).items - before[last.index].items
+            items = sample(last).items - before[last.index].items
             elapsed = perf_counter() - t0
             if items >= need or elapsed >= MAX_WINDOW_S or self._ended():
                 break
             if self._stopped.wait(min(MIN_WINDOW_S, MAX_WINDOW_S - elapsed)):
                 return None
         elapsed = perf_counter() - t0
-        out: dict[int, tuple[_Sample, float]] = {}
+        out: dict[int, tuple[Sample, float]] = {}
         for s in self._stages:
-            now, was = _sample(s), before[s.index]
-            d = _Sample(now.items - was.items, now.busy - was.busy, now.idle - was.idle)
+            now, was = sample(s), before[s.index]
+            d = Sample(now.items - was.items, now.busy - was.busy, now.idle - was.idle)
             d.cpu = now.cpu - was.cpu
             total = d.busy + d.idle
             out[s.index] = (d, d.busy / total if total > 0 else 0.0)
@@ -210,11 +171,13 @@ class Tuner:
 
     # -- decisions ---------------------------------------------------------------------
 
-    def _judge(self, trial: _Trial, rate: float, cpu: float, busy: float) -> float | None:
+    def _judge(self, trial: Trial, rate: float, cpu: float, busy: float) -> float | None:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
-        A step must pass in two windows running (None: passed the first): on a
-        busy machine one window's rate can rise by chance.
+        A step is judged on two windows (None: the first one looked hopeful, so
+        wait for the second): on a busy machine one window's rate can rise or
+        fall by chance.  The rate compared is the two windows' mean; a first
+        window with no gain at all ends the trial at once.
 
         The stage's busy workers (busy share x workers) must have risen by GAIN
         too: when they did not, the new workers only waited for input, for room,
@@ -233,10 +196,11 @@ class Tuner:
         cpu_ok = cpu_ok and (
             trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
         )
+        trial.rates.append(rate)
+        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok:
+            return None
+        rate = sum(trial.rates) / len(trial.rates)
         if rate >= trial.base * GAIN and cpu_ok:
-            trial.passed += 1
-            if trial.passed < 2:
-                return None
             if trial.executor != stage.executor_name:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
@@ -265,8 +229,8 @@ class Tuner:
         return trial.base
 
     def _next_step(
-        self, samples: dict[int, tuple[_Sample, float]], rate: float, seconds: float
-    ) -> _Trial | None:
+        self, samples: dict[int, tuple[Sample, float]], rate: float, seconds: float
+    ) -> Trial | None:
         """Start one step on the stage limiting throughput, if any helps."""
         candidates = []
         for t in self._tuned:
@@ -286,18 +250,21 @@ class Tuner:
                 return step
         return None
 
-    def _classify(self, t: _Tuned, d: _Sample) -> None:
+    def _classify(self, t: Tuned, d: Sample) -> None:
         stage = t.stage
         if stage.config.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
             t.computes = False  # calls in flight on one loop wait by nature
         elif stage.executor is not None:
             t.computes = True  # CPU time is spent elsewhere: stay within the cores
         elif d.busy > 0:
-            t.computes = d.cpu >= COMPUTES * d.busy
+            # The most CPU share seen: on a busy machine a window can show a
+            # stage that computes getting little CPU, never one that waits using it.
+            t.cpu_share = max(t.cpu_share, d.cpu / d.busy)
+            t.computes = t.cpu_share >= COMPUTES
             if stage.workforce.size == 1 and d.items:
                 t.cpu_per_item_1 = d.cpu / d.items
 
-    def _grow(self, t: _Tuned, rate: float, cpu: float | None, busy: float) -> _Trial | None:
+    def _grow(self, t: Tuned, rate: float, cpu: float | None, busy: float) -> Trial | None:
         stage, cfg = t.stage, t.stage.config
         if not cfg.auto_concurrency:
             return None
@@ -309,7 +276,7 @@ class Tuner:
         step = min(cap, 2 * size)
         if step <= size or (stage.executor_name, step) in t.failed:
             return None
-        trial = _Trial(t, stage.executor_name, size, rate, cpu, busy)
+        trial = Trial(t, stage.executor_name, size, rate, cpu, busy)
         with self._lock:
             self._resize(stage, step)
         self._record(stage)
@@ -317,8 +284,8 @@ class Tuner:
         return trial
 
     def _move(
-        self, t: _Tuned, samples: dict[int, tuple[_Sample, float]], rate: float
-    ) -> _Trial | None:
+        self, t: Tuned, samples: dict[int, tuple[Sample, float]], rate: float
+    ) -> Trial | None:
         """An executor="auto" stage that computes and cannot grow usefully on threads."""
         stage = t.stage
         if (
@@ -333,10 +300,11 @@ class Tuner:
         size = stage.workforce.size
         kinds: tuple[str, ...]
         if self._gil:
-            # Holds the GIL: computes, and its second thread added nothing.
-            if ("thread", 2) not in t.failed or size != 1:
+            # Holds the GIL: computes, and its second thread added nothing (or
+            # threads stopped helping at the CPU budget: try real parallelism).
+            if size == 1 and ("thread", 2) not in t.failed:
                 return None
-            kinds, n, why = ("interpreter", "process"), 2, "holds the GIL"
+            kinds, n, why = ("interpreter", "process"), max(2, size), "holds the GIL"
         elif is_free_threaded() and size >= 2 and t.cpu_per_item_1 and d.items:
             per_item = d.cpu / d.items
             if per_item < CONTENTION * t.cpu_per_item_1:
@@ -354,7 +322,7 @@ class Tuner:
                 kind.check(stage.config.fn, stage.config.name)
             except (TypeError, ValueError):
                 continue  # not importable / picklable there: the next kind
-            trial = _Trial(t, "thread", size, rate, warm_from=len(stage.counters))
+            trial = Trial(t, "thread", size, rate, warm_from=len(stage.counters))
             with self._lock:
                 self._switch(stage, name, n)
             self._record(stage)

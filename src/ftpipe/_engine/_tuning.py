@@ -1,0 +1,92 @@
+"""What the tuner measures and remembers: its constants, samples of counters, trials.
+
+The constants are the tuner's whole policy (``_tuner`` applies them); the docs'
+tuning page quotes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ._stage import StageRuntime
+
+__all__ = [
+    "BUSY",
+    "COMPUTES",
+    "CONTENTION",
+    "GAIN",
+    "MAX_WINDOW_S",
+    "MIN_ITEMS",
+    "MIN_WINDOW_S",
+    "SERIAL",
+    "SETTLE_S",
+    "SHIFT",
+    "SHIFTED",
+    "USES_CPU",
+    "WARM_UP_S",
+    "Sample",
+    "Trial",
+    "Tuned",
+    "sample",
+]
+
+MIN_WINDOW_S = 0.3  # a measurement lasts at least this long ...
+MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
+MAX_WINDOW_S = 3.0  # ... unless items are that slow
+SETTLE_S = 0.1  # after a resize, before measuring: buffers refill, threads start
+WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
+GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
+SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
+SHIFTED = 3
+BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
+COMPUTES = 0.3  # CPU time / busy time (the most seen) at or above this: the stage computes
+CONTENTION = 1.25  # CPU per item this many times its 1-worker value: contention
+USES_CPU = 0.1  # CPU / busy below this: too little CPU to judge serialization by
+SERIAL = 0.75  # CPU / busy fell below this share of what it was: the threads serialized
+
+
+@dataclass
+class Sample:
+    """One stage's cumulative counters at one instant."""
+
+    items: int = 0
+    busy: float = 0.0
+    idle: float = 0.0
+    cpu: float = 0.0
+
+
+@dataclass
+class Tuned:
+    """What the tuner knows of one tuned stage."""
+
+    stage: StageRuntime
+    failed: set[tuple[str, int]] = field(default_factory=set)  # (executor, size): no help
+    cpu_per_item_1: float | None = None  # on threads with one worker
+    computes: bool = True
+    cpu_share: float = 0.0  # the most CPU / busy time seen on threads
+    done_switching: bool = False
+
+
+@dataclass
+class Trial:
+    """A step being tried: what to go back to, and what it must beat."""
+
+    tuned: Tuned
+    executor: str  # what to go back to
+    size: int
+    base: float  # the rate before
+    base_cpu: float | None = None  # the stage's CPU / busy time before (thread stages)
+    base_busy: float = 0.0  # the stage's busy workers before (busy share x size)
+    warm_from: int | None = None  # a switch: the new workers' counters start here
+    rates: list[float] = field(default_factory=list)  # the pipeline's rate in each window since
+
+
+def sample(stage: StageRuntime) -> Sample:
+    """Sum a stage's worker counters now (each read is atomic; see ``_stats``)."""
+    out = Sample()
+    for c in list(stage.counters):
+        out.items += c.items_in
+        out.busy += c.busy
+        out.idle += c.starved + c.blocked
+        out.cpu += c.cpu
+    return out
