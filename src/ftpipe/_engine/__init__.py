@@ -15,6 +15,8 @@
                                                      error policies) and _calls (calling fn)
 
     _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters.
+    _workforce: a stage's live size and which threads retire;  _resize: Pipeline.resize
+    and executor switches;  _tuner (+ _tuning): concurrency="auto" / executor="auto".
 """
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
