@@ -217,3 +217,32 @@ def test_resize_after_the_stage_ended_is_ignored() -> None:
         p.resize("sq", 4)  # the stage ended: no thread starts, nothing breaks
         assert not any(t.name.startswith("ftpipe-sq-") for t in threading.enumerate())
         assert list(p) == [x * x for x in range(5)]
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_switching_executors_mid_run_keeps_every_item_once(ordered: bool) -> None:
+    """The move executor="auto" makes: a new generation of workers on the same channels."""
+    kinds = [k for k in KINDS if k != "thread"] + ["thread"]
+    n = 1500
+    p = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(n))
+        .pipe(w.with_pid, concurrency=2, ordered=ordered, executor="auto", name="m")
+        .pipe(lambda pair: pair[0], name="first")
+        .build()
+    )
+    out: list[int] = []
+    seen: set[str] = set()
+    with p:
+        run = p._run
+        assert run is not None
+        stage = run.stages[0]
+        for value in p:
+            out.append(value)
+            if kinds and len(out) % 250 == 0:
+                kind = kinds.pop(0)
+                with run.resize_lock:
+                    run._switch(stage, None if kind == "thread" else kind, 2)
+                seen.add(p.stats()["m"].executor)
+    assert (out if ordered else sorted(out)) == list(range(n))
+    assert seen == set(KINDS)
