@@ -210,6 +210,11 @@ class StageConfig:
                         f"one of {list(executor_kind_names())} or a concurrent.futures.Executor"
                     )
                 kind.check(fn, label)
+        if auto and isinstance(executor, Executor):
+            raise ValueError(
+                f"stage {label!r}: concurrency='auto' needs an executor the pipeline sizes: "
+                f"pass a kind name (executor='process') instead of a {type(executor).__name__}"
+            )
         return cls(
             name=label,
             kind=StageKind.PIPE,

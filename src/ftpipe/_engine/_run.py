@@ -25,6 +25,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from functools import partial
 from time import perf_counter
 
 from ._channel import Channel, Stopped
@@ -225,7 +226,7 @@ class Run:
             for stage in self.stages:
                 start_stage(stage)
             if self.tuner is not None:
-                self.thread(self.tuner.run, "ftpipe-tuner")
+                self.thread(partial(self.tuner.run, self.fail), "ftpipe-tuner")
         except Stopped:
             pass  # closed while starting: what did start is stopping already
         except BaseException:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from time import perf_counter
 
 from .._runtime import gil_enabled, is_free_threaded, usable_cores
+from ._channel import Stopped
 from ._config import AUTO_MAX_CONCURRENCY, FnKind
 from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
@@ -89,8 +90,20 @@ class Tuner:
 
     # -- the loop ----------------------------------------------------------------------
 
-    def run(self) -> None:
-        """The tuner thread's body: measure, decide, repeat until the run stops or ends."""
+    def run(self, fail: Callable[[BaseException], None]) -> None:
+        """The tuner thread's body: measure, decide, repeat until the run stops or ends.
+
+        A failure (an executor that cannot start, an engine bug) goes to ``fail``,
+        which stops the pipeline and raises it in the consumer, as a worker's would.
+        """
+        try:
+            self._loop()
+        except Stopped:
+            pass  # stopping while a resize started threads
+        except BaseException as exc:  # noqa: BLE001 - the consumer must hear of it
+            fail(exc)
+
+    def _loop(self) -> None:
         trial: Trial | None = None
         ref: float | None = None  # the rate the current levels were judged at
         shifted = 0
@@ -174,21 +187,14 @@ class Tuner:
     def _judge(self, trial: Trial, rate: float, cpu: float, busy: float) -> float | None:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
-        A step is judged on two windows (None: the first one looked hopeful, so
-        wait for the second): on a busy machine one window's rate can rise or
-        fall by chance.  The rate compared is the two windows' mean; a first
-        window with no gain at all ends the trial at once.
-
-        The stage's busy workers (busy share x workers) must have risen by GAIN
-        too: when they did not, the new workers only waited for input, for room,
-        or for the GIL (a GIL build hands it over at the channel's blocking
-        calls, so that wait shows as starved time), and a rate that rose anyway
-        is noise from the rest of the machine.
-
-        A thread stage that uses CPU must also keep its CPU share of busy time
-        (within SERIAL): when it falls in proportion to the added threads, they
-        only waited for each other (the GIL, a lock, too few cores), and a rate
-        that rose anyway is noise from the rest of the machine.
+        Judged on two windows' mean rate (None: the first looked hopeful; one
+        with no gain at all ends the trial at once), as one window on a busy
+        machine can rise by chance.  The stage's busy workers (busy share x
+        workers) must rise by GAIN too, else the new workers only waited (for
+        input, room, or the GIL, which a GIL build hands over at the channel's
+        blocking calls, so that wait shows as starved time).  A thread stage that
+        uses CPU must keep its CPU share of busy time (within SERIAL), else its
+        threads waited for each other inside the function (the GIL, a lock).
         """
         t, stage = trial.tuned, trial.tuned.stage
         base = trial.base_cpu
