@@ -76,19 +76,23 @@ def test_throughput_rises_as_it_grows() -> None:
     )
     marks: list[tuple[float, int, int]] = []  # (time, items, concurrency)
     deadline = time.monotonic() + 60
+    grown_at: float | None = None
     with p:
         for i, _ in enumerate(p):
             if i % 50 == 0:
-                marks.append((time.monotonic(), i, p.stats()["io"].concurrency))
-                if marks[-1][2] >= 8 or time.monotonic() > deadline:
+                now = time.monotonic()
+                marks.append((now, i, p.stats()["io"].concurrency))
+                if grown_at is None and marks[-1][2] >= 8:
+                    grown_at = now
+                if (grown_at is not None and now - grown_at > 1.0) or now > deadline:
                     break
     first = [m for m in marks if m[2] == 1]
-    assert len(first) >= 2 and marks[-1][2] >= 8, marks
+    assert len(first) >= 2 and grown_at is not None, marks
     rate_1 = (first[-1][1] - first[0][1]) / (first[-1][0] - first[0][0])
-    top = [m for m in marks if m[2] == marks[-1][2]] or marks[-2:]
-    window = marks[-6:]
-    rate_top = (window[-1][1] - window[0][1]) / max(1e-6, window[-1][0] - window[0][0])
-    assert rate_top > 2 * rate_1, (rate_1, rate_top, top)
+    late = [m for m in marks if m[0] >= grown_at]
+    rate_late = (late[-1][1] - late[0][1]) / max(1e-6, late[-1][0] - late[0][0])
+    # 8 sleeping workers or more could go 8x as fast; a busy machine takes some of it.
+    assert rate_late > 2 * rate_1, (rate_1, rate_late)
 
 
 def test_a_lock_bound_stage_stays_small() -> None:
@@ -202,7 +206,7 @@ def test_executor_auto_keeps_a_waiting_stage_on_threads() -> None:
 
 def test_auto_arguments_are_validated() -> None:
     b = ftpipe.PipelineBuilder().add_source(range(3))
-    with pytest.raises(ValueError, match="positive int or 'auto'"):
+    with pytest.raises(TypeError, match="positive int or 'auto'"):
         b.pipe(str, concurrency="many")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_concurrency only applies"):
         b.pipe(str, max_concurrency=4)

@@ -155,8 +155,9 @@ class StageConfig:
         if auto:
             concurrency = 1  # the tuner starts small and grows what limits throughput
         elif isinstance(concurrency, str):
-            raise ValueError(
-                f"stage {label!r}: concurrency must be a positive int or 'auto', got {concurrency!r}"
+            raise TypeError(
+                f"stage {label!r}: concurrency must be a positive int or 'auto', "
+                f"got str {concurrency!r}"
             )
         positive_int(concurrency, f"stage {label!r}: concurrency")
         assert isinstance(concurrency, int)
