@@ -230,8 +230,9 @@ def test_a_stage_not_tuned_has_no_note_and_no_tuner_thread() -> None:
 def test_auto_concurrency_refuses_an_executor_instance() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(2) as pool:
-        with pytest.raises(ValueError, match="needs an executor the pipeline sizes"):
-            ftpipe.PipelineBuilder().add_source(range(3)).pipe(
-                str, concurrency="auto", executor=pool
-            )
+    b = ftpipe.PipelineBuilder().add_source(range(3))
+    with (
+        ThreadPoolExecutor(2) as pool,
+        pytest.raises(ValueError, match="needs an executor the pipeline sizes"),
+    ):
+        b.pipe(str, concurrency="auto", executor=pool)
