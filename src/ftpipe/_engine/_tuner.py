@@ -24,6 +24,7 @@ resize and executor switch goes through the run's resize lock, like a user's
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from time import perf_counter
 
@@ -84,7 +85,8 @@ class Tuner:
         ]
         self._cores = usable_cores()
         self._gil = gil_enabled()
-        self.history: list[tuple[float, str, str, int]] = []  # (t, stage, executor, size)
+        # (perf_counter, stage, executor, size) after each change; the last ones only.
+        self.history: deque[tuple[float, str, str, int]] = deque(maxlen=256)
         for t in self._tuned:
             t.stage.tuning = f"auto: starting on {t.stage.executor_name} x{t.stage.workforce.size}"
 
