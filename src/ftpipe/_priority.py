@@ -35,6 +35,7 @@ by a lowered thread inherit its niceness, policy and CPU set (Linux ``clone`` /
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import threading
@@ -223,7 +224,7 @@ def start_forkserver_here(start_method: str) -> None:
     never from one of its worker threads, which a background pipeline may have
     lowered (they start lazily, from the thread that submits).
     """
-    if start_method == "forkserver":
+    if start_method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         from multiprocessing import forkserver
 
         forkserver.ensure_running()

@@ -14,10 +14,13 @@
                                                      all built on _stage (runtime, retry and
                                                      error policies) and _calls (calling fn)
 
-    _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters;
-    _tuning: a diagnosis report's advice applied to a builder's stages.
+    _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters.
+    _workforce: a stage's live size and which threads retire;  _resize: Pipeline.resize
+    and executor switches;  _tuner (+ _tuning): concurrency="auto" / executor="auto";
+    _apply_report: a diagnosis report's advice applied to a builder's stages.
 """
 
+from ._apply_report import TuningWarning
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
 from ._executor_kinds import (
@@ -29,7 +32,6 @@ from ._executor_kinds import (
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
-from ._tuning import TuningWarning
 
 __all__ = [
     "ExecutorKind",

@@ -158,7 +158,7 @@ async def _loop(
     fetcher: _Offload,
     putter: _Offload,
 ) -> None:
-    cfg, inbox, outbox = stage.config, stage.inbox, stage.outbox
+    inbox, outbox, workforce = stage.inbox, stage.outbox, stage.workforce
     queue: deque[tuple[int, Any]] = deque()
     results: dict[int, list[Any]] = {}
     next_emit = 0
@@ -166,11 +166,13 @@ async def _loop(
     ended = False
     cutoff: int | None = None  # set once an input failed for good
     while True:
-        while queue and len(running) < cfg.concurrency:
+        # The calls in flight: workforce.size, which a resize changes (an int
+        # attribute read, atomic; the next round sees a new value).
+        while queue and len(running) < workforce.size:
             seq, item = queue.popleft()
             running[asyncio.create_task(call(item, seq))] = seq
         if not queue and fetch is None and not ended:
-            fetch = asyncio.create_task(fetcher.call(inbox.get, cfg.concurrency))
+            fetch = asyncio.create_task(fetcher.call(inbox.get, workforce.size))
             fetches.add(fetch)
         waiting: set[asyncio.Task[Any]] = set(running)
         if fetch is not None:

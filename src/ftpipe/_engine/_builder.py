@@ -10,7 +10,7 @@
                 │
                 ▼
     apply_tuning(report)      each stage's concurrency and executor as a diagnosis
-                              report advises (_tuning); FTPIPE_TUNING does it in build()
+                              report advises (_apply_report); FTPIPE_TUNING does it in build()
     config() ──► PipelineConfig ──► build() ──► Pipeline
                                           └──► under FTPIPE_DIAGNOSTIC_MODE=1: what the
                                                detector's hook returns (set_diagnostic_hook)
@@ -23,14 +23,14 @@ import threading
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._priority import Scheduling
 from .._validate import positive_int
+from ._apply_report import TUNING_ENV, apply_report
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
 from ._pipeline import Pipeline
-from ._tuning import TUNING_ENV, apply_report
 
 if TYPE_CHECKING:
     from typing import Self
@@ -121,7 +121,7 @@ class PipelineBuilder:
         self,
         fn: Callable[..., Any],
         *,
-        concurrency: int = 1,
+        concurrency: int | Literal["auto"] = 1,
         executor: str | Executor | None = None,
         ordered: bool = True,
         name: str | None = None,
@@ -129,6 +129,7 @@ class PipelineBuilder:
         max_failures: int | None = None,
         retries: int = 0,
         buffer_size: int | None = None,
+        max_concurrency: int | None = None,
     ) -> Self:
         """Add a stage that calls ``fn`` on every item.
 
@@ -137,10 +138,14 @@ class PipelineBuilder:
                 more outputs per input, in order) or an async function / async
                 generator function (run on an event loop owned by the stage).
             concurrency: Calls in flight at once: worker threads, executor workers,
-                or coroutines for async functions.
+                or coroutines for async functions.  ``"auto"``: the pipeline's tuner
+                starts at 1 and grows the stage while throughput improves (see
+                ``Pipeline.stats()``'s ``tuning`` notes).
             executor: ``None`` or ``"thread"`` for the engine's threads, a registered
                 kind (``"process"``, ``"interpreter"``) or any
                 ``concurrent.futures.Executor`` (which the pipeline never shuts down).
+                ``"auto"``: threads, unless the tuner measures that the stage holds
+                the GIL (or contends on 3.13t) and another executor is faster.
             ordered: Keep input order (True) or yield in completion order (False).
             name: The stage's name in stats, errors and reports (default ``"<index>:<fn>"``).
             on_error: ``"raise"`` stops the pipeline and re-raises in the consumer;
@@ -151,6 +156,9 @@ class PipelineBuilder:
                 twice the concurrency when larger).  The last stage's output buffer
                 is the sink: its ``buffer_size`` sets the sink's, and giving
                 ``add_sink`` a different one is an error.
+            max_concurrency: With ``concurrency="auto"``: the most the tuner gives
+                the stage (default: the usable cores for a stage that computes,
+                64 for one that waits).
 
         Raises:
             TypeError, ValueError: An argument is invalid; the message names the stage.
@@ -166,6 +174,7 @@ class PipelineBuilder:
             max_failures=max_failures,
             retries=retries,
             buffer_size=buffer_size,
+            max_concurrency=max_concurrency,
         )
         self._add(stage)
         if buffer_size is not None:

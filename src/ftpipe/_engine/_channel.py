@@ -186,6 +186,23 @@ class Channel:
                     assert pending_end is not None
                     self._head = pending_end
 
+    def add_producer(self) -> bool:
+        """Count one more producer (a stage growing); False once the stream ended or stopped.
+
+        Must be called before the new producer starts, so the stream cannot end
+        between its start and its first put.
+        """
+        with self._lock:
+            if self._stopped or self._producers <= 0:
+                return False
+            self._producers += 1
+            return True
+
+    def ended(self) -> bool:
+        """Whether every producer finished (or the pipeline stopped)."""
+        with self._lock:
+            return self._stopped or self._producers <= 0
+
     def producer_done(self) -> None:
         """Record that one producer finished; the last one ends the stream."""
         with self._lock:

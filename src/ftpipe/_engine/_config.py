@@ -29,6 +29,9 @@ from ._executor_kinds import executor_kind, executor_kind_names
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
 
 DEFAULT_BUFFER_SIZE = 64
+# The most workers the tuner gives a stage that waits (I/O, sleeps, a device) when
+# the user set no max_concurrency; a stage that computes stays within the cores.
+AUTO_MAX_CONCURRENCY = 64
 
 
 class StageKind(str, Enum):
@@ -94,6 +97,11 @@ class StageConfig:
         buffer_size: Capacity of this stage's output buffer, in items.
         size: Items per list for ``aggregate``.
         drop_last: ``aggregate`` drops a final short list.
+        auto_concurrency: ``concurrency="auto"``: the pipeline's tuner sizes the
+            stage while it runs, starting at ``concurrency``.
+        max_concurrency: The most the tuner gives the stage (None: its default).
+        auto_executor: ``executor="auto"``: the tuner may move the stage between
+            threads and the interpreter or process executor (it starts on threads).
     """
 
     name: str
@@ -109,6 +117,9 @@ class StageConfig:
     buffer_size: int
     size: int = 0
     drop_last: bool = False
+    auto_concurrency: bool = False
+    max_concurrency: int | None = None
+    auto_executor: bool = False
 
     @property
     def executor_name(self) -> str:
@@ -129,7 +140,7 @@ class StageConfig:
         fn: Callable[..., Any],
         *,
         index: int,
-        concurrency: int,
+        concurrency: int | str,
         executor: str | Executor | None,
         ordered: bool,
         name: str | None,
@@ -137,6 +148,7 @@ class StageConfig:
         max_failures: int | None,
         retries: int,
         buffer_size: int | None,
+        max_concurrency: int | None = None,
     ) -> StageConfig:
         """Validate the arguments of ``PipelineBuilder.pipe`` and freeze them."""
         label = name if name is not None else f"{index}:{_stage_label(fn) if callable(fn) else '?'}"
@@ -144,7 +156,22 @@ class StageConfig:
             raise TypeError(f"stage {index}: name must be a non-empty str, got {name!r}")
         if not callable(fn):
             raise TypeError(f"stage {label!r}: fn must be callable, got {type(fn).__name__} {fn!r}")
+        auto = concurrency == "auto"
+        if auto:
+            concurrency = 1  # the tuner starts small and grows what limits throughput
+        elif isinstance(concurrency, str):
+            raise TypeError(
+                f"stage {label!r}: concurrency must be a positive int or 'auto', "
+                f"got str {concurrency!r}"
+            )
         positive_int(concurrency, f"stage {label!r}: concurrency")
+        assert isinstance(concurrency, int)
+        if max_concurrency is not None:
+            positive_int(max_concurrency, f"stage {label!r}: max_concurrency")
+            if not auto:
+                raise ValueError(
+                    f"stage {label!r}: max_concurrency only applies with concurrency='auto'"
+                )
         if not isinstance(ordered, bool):
             raise TypeError(f"stage {label!r}: ordered must be a bool, got {ordered!r}")
         if not isinstance(on_error, str) or on_error not in ("raise", "skip"):
@@ -166,12 +193,17 @@ class StageConfig:
             raise TypeError(f"stage {label!r}: retries must be an int >= 0, got {retries!r}")
         if retries < 0:
             raise ValueError(f"stage {label!r}: retries must be an int >= 0, got {retries!r}")
-        buffer = _buffer_size(buffer_size, label, default=max(DEFAULT_BUFFER_SIZE, 2 * concurrency))
+        # A tuned stage may grow: its buffer holds a batch for every worker it may get.
+        most = (max_concurrency or AUTO_MAX_CONCURRENCY) if auto else concurrency
+        buffer = _buffer_size(buffer_size, label, default=max(DEFAULT_BUFFER_SIZE, 2 * most))
         fn_kind = classify_fn(fn)
+        auto_executor = executor == "auto"
+        if auto_executor:
+            executor = None  # starts on threads; the tuner measures before it moves it
         if executor is not None and not isinstance(executor, Executor):
             if not isinstance(executor, str):
                 raise TypeError(
-                    f"stage {label!r}: executor must be None, one of {list(executor_kind_names())} "
+                    f"stage {label!r}: executor must be None, 'auto', one of {list(executor_kind_names())} "
                     f"or a concurrent.futures.Executor, got {type(executor).__name__} {executor!r}"
                 )
             if executor == "thread":
@@ -180,10 +212,15 @@ class StageConfig:
                 kind = executor_kind(executor)
                 if kind is None:
                     raise ValueError(
-                        f"stage {label!r}: unknown executor {executor!r}; "
-                        f"expected one of {list(executor_kind_names())} or a concurrent.futures.Executor"
+                        f"stage {label!r}: unknown executor {executor!r}; expected 'auto', "
+                        f"one of {list(executor_kind_names())} or a concurrent.futures.Executor"
                     )
                 kind.check(fn, label)
+        if auto and isinstance(executor, Executor):
+            raise ValueError(
+                f"stage {label!r}: concurrency='auto' needs an executor the pipeline sizes: "
+                f"pass a kind name (executor='process') instead of a {type(executor).__name__}"
+            )
         return cls(
             name=label,
             kind=StageKind.PIPE,
@@ -196,6 +233,9 @@ class StageConfig:
             max_failures=max_failures,
             retries=retries,
             buffer_size=buffer,
+            auto_concurrency=auto,
+            max_concurrency=max_concurrency,
+            auto_executor=auto_executor,
         )
 
 

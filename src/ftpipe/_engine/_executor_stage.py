@@ -55,7 +55,9 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
     assert fn is not None
     kind = cfg.fn_kind.value
     flat = cfg.fn_kind in (FnKind.GENERATOR, FnKind.ASYNC_GENERATOR)
-    most = max(1, inbox.capacity // cfg.concurrency)
+    workforce = stage.workforce
+    most = max(1, inbox.capacity // workforce.size)
+    generation = workforce.generation
 
     def submit(items: list[Any], seq0: int) -> ChunkOutcome:
         """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
@@ -137,7 +139,7 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
 
     def run() -> None:
         batch = 1  # grows while calls are short; a slow stage keeps one input per call
-        while True:
+        while not workforce.retire(generation):
             t0 = perf_counter()
             try:
                 seq0, items = inbox.get(batch)

@@ -4,7 +4,7 @@
 
     Pipeline (what the user holds)          Run (what the threads hold, _run.py)
       __iter__/__next__ ── sink.get() ──►     channels, stage runtimes, threads,
-      stats()                                 owned executors, first error
+      stats(), resize(name, n) ───────────►   owned executors, first error
       close() / with-exit ───────────────►    stop(): stop channels, wake waiters
       garbage collection ── finalize ─────►   stop()  (threads never hold the Pipeline,
                                                        so an abandoned one is collected)
@@ -17,6 +17,7 @@ import weakref
 from collections import deque
 from typing import Any
 
+from .._validate import positive_int
 from ._channel import EndOfStream, Stopped
 from ._config import PipelineConfig
 from ._run import Run
@@ -150,6 +151,53 @@ class Pipeline:
                 return
         self._finish()
         self._local.clear()
+
+    def resize(self, stage: str, n: int) -> None:
+        """Give the running stage ``stage`` ``n`` workers (or calls in flight, for async).
+
+        Growing starts workers at once; shrinking lets the surplus finish the
+        batch in hand and leave, so no item is lost, repeated or reordered.  On
+        a pool the pipeline created (``executor="process"``) the pool grows or
+        shrinks with it.  A stage whose input already ended keeps the workers it has.
+
+        Raises:
+            ValueError: No stage has that name, ``n`` is below 1, or the stage
+                cannot be resized (an aggregate, or an executor instance you
+                supplied); the message says which.
+            TypeError: ``n`` is not an int.
+            RuntimeError: The pipeline is not running (start it first) or has finished.
+        """
+        names = [s.name for s in self._config.stages]
+        if stage not in names:
+            raise ValueError(f"resize: no stage named {stage!r}; stages: {names}")
+        positive_int(n, f"resize({stage!r}): n")
+        with self._lock:
+            run, state = self._run, self._state
+        if state == "new" or run is None:
+            raise RuntimeError(
+                "resize: the pipeline is not running yet; start it first "
+                "(a with-block, iteration or start()), then resize its stages"
+            )
+        if state == "finished":
+            raise RuntimeError(
+                "resize: the pipeline has finished; only a running one can be resized"
+            )
+        run.resize(stage, n)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            state, run = self._state, self._run
+        if run is None:
+            stages = [(s.name, s.executor_name, s.concurrency, "") for s in self._config.stages]
+        else:
+            stages = [
+                (s.config.name, s.executor_name, s.workforce.size, s.tuning) for s in run.stages
+            ]
+        parts = [
+            f"{name!r}: {executor} x{size}" + (f" [{tuning}]" if tuning else "")
+            for name, executor, size, tuning in stages
+        ]
+        return f"<Pipeline {state}: {'; '.join(parts) or 'no stages'}>"
 
     def stats(self) -> PipelineStats:
         """Return a frozen snapshot of per-stage statistics (safe from any thread)."""

@@ -11,6 +11,7 @@
       plain function               batched_worker       N
 
     start_stage(stage): count threads, each running make(stage)
+    add_worker(stage, make): one more thread (a resize), counted as a producer first
 
 The count is also the number of producers of the stage's output channel, which
 the pipeline sizes before any thread starts: both read the same plan.
@@ -22,12 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._async_stage import async_worker
+from ._channel import Stopped
 from ._config import FnKind, StageConfig, StageKind
 from ._executor_stage import executor_worker
 from ._stage import StageRuntime
 from ._thread_stage import aggregate_worker, batched_worker, collected_worker, streamed_worker
 
-__all__ = ["WorkerPlan", "start_stage", "worker_plan"]
+__all__ = ["WorkerPlan", "add_worker", "start_stage", "worker_plan"]
 
 
 @dataclass(frozen=True)
@@ -44,22 +46,24 @@ class WorkerPlan:
     make: Callable[[StageRuntime], Callable[[], None]]
     count: int
     numbered: bool = True
+    per_worker: int = 1  # threads per unit of concurrency; 0: a fixed count (no resize)
 
 
 def worker_plan(cfg: StageConfig) -> WorkerPlan:
     """Return the worker body and thread count of the stage ``cfg`` describes."""
     if cfg.kind is StageKind.AGGREGATE:
-        return WorkerPlan(aggregate_worker, 1, numbered=False)
+        return WorkerPlan(aggregate_worker, 1, numbered=False, per_worker=0)
     is_async = cfg.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR)
     if cfg.executor is None:
         if is_async:
-            return WorkerPlan(async_worker, 1, numbered=False)
+            return WorkerPlan(async_worker, 1, numbered=False, per_worker=0)
         if cfg.fn_kind is FnKind.GENERATOR:
             # A retried generator must not leave a failed attempt's outputs
             # downstream, so it is collected; otherwise its outputs stream.
             return WorkerPlan(collected_worker if cfg.retries else streamed_worker, cfg.concurrency)
         return WorkerPlan(batched_worker, cfg.concurrency)
-    return WorkerPlan(executor_worker, _submitting_threads(cfg))
+    threads = _submitting_threads(cfg)
+    return WorkerPlan(executor_worker, threads, per_worker=threads // cfg.concurrency)
 
 
 def _submitting_threads(cfg: StageConfig) -> int:
@@ -92,3 +96,26 @@ def start_stage(stage: StageRuntime) -> None:
     for i in range(plan.count):
         name = f"ftpipe-{cfg.name}-{i}" if plan.numbered else f"ftpipe-{cfg.name}"
         stage.control.thread(plan.make(stage), name)
+
+
+def add_worker(stage: StageRuntime, make: Callable[[StageRuntime], Callable[[], None]]) -> bool:
+    """Start one more worker of the stage's current generation; False once it finished.
+
+    The output channel counts the new producer before the thread starts, so the
+    stream cannot end under it; a stage whose output already ended (or a
+    pipeline stopping) gets no new thread.
+    """
+    if not stage.outbox.add_producer():
+        return False
+    workforce = stage.workforce
+    generation = workforce.generation
+    suffix = workforce.join(generation)
+    try:
+        stage.control.thread(make(stage), f"ftpipe-{stage.config.name}-{suffix}")
+    except BaseException as exc:
+        workforce.gone(generation)
+        stage.outbox.producer_done()
+        if isinstance(exc, Stopped):
+            return False  # the pipeline is stopping
+        raise
+    return True

@@ -26,15 +26,20 @@ import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from functools import partial
 from time import perf_counter
 
+from .._priority import start_forkserver_here
 from ._channel import Channel, Stopped
 from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
+from ._resize import resize_stage, switch_executor
 from ._source import Source
 from ._stage import StageRuntime
 from ._stats import PipelineStats, find_bottleneck, merge
+from ._tuner import Tuner
+from ._workforce import Workforce
 
 __all__ = ["Run", "stop_all_pipelines"]
 
@@ -112,17 +117,29 @@ class Run:
         self.channels.append(self.source.channel)
         inbox = self.source.channel
         stages = config.stages
+        # Serializes resizes and executor switches (the tuner's and the user's).
+        self.resize_lock = threading.Lock()
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
+            plan = worker_plan(cfg)
             outbox = Channel(
                 config.sink_buffer_size if last else cfg.buffer_size,
                 ordered=cfg.ordered,
-                producers=worker_plan(cfg).count,
+                producers=plan.count,
             )
             self.channels.append(outbox)
-            self.stages.append(StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg)))
+            workforce = Workforce(cfg.concurrency, plan.count, plan.per_worker)
+            stage = StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg), workforce)
+            stage.make = plan.make
+            self.stages.append(stage)
             inbox = outbox
         self.sink = inbox
+        tuned = any(s.auto_concurrency or s.auto_executor for s in stages)
+        self.tuner = (
+            Tuner(self.stages, self._stopping, self.resize_lock, self._switch, resize_stage)
+            if tuned
+            else None
+        )
 
     def _executor_for(self, cfg: StageConfig) -> Executor | None:
         if cfg.executor is None or isinstance(cfg.executor, Executor):
@@ -220,6 +237,14 @@ class Run:
             self.source.start(self)
             for stage in self.stages:
                 start_stage(stage)
+            if self.tuner is not None:
+                if not self._config.scheduling.is_normal and any(
+                    s.auto_executor for s in self._config.stages
+                ):
+                    # The tuner may create a process pool from its lowered thread: the
+                    # forkserver must not start there (it would lower every later child).
+                    start_forkserver_here("forkserver")
+                self.thread(partial(self.tuner.run, self.fail), "ftpipe-tuner")
         except Stopped:
             pass  # closed while starting: what did start is stopping already
         except BaseException:
@@ -275,6 +300,25 @@ class Run:
             else:
                 executor.shutdown(wait=True, cancel_futures=True)
 
+    def _switch(self, stage: StageRuntime, name: str | None, n: int) -> None:
+        """Move ``stage`` to ``n`` workers of kind ``name`` (None: threads); resize lock held."""
+        kind = None if name is None else executor_kind(name)
+        assert name is None or kind is not None, "the tuner checks the kind exists"
+
+        def own(executor: Executor, kind: ExecutorKind) -> None:
+            with self._lock:
+                self._owned.append((executor, kind))
+            if self._stopping.is_set():
+                self._shutdown_executors()  # stopped meanwhile: join() may have run already
+
+        switch_executor(stage, kind, n, own, self._config.scheduling)
+
+    def resize(self, name: str, n: int) -> None:
+        """Give the running stage ``name`` ``n`` workers (see ``_resize``)."""
+        stage = next(s for s in self.stages if s.config.name == name)
+        with self.resize_lock:
+            resize_stage(stage, n)
+
     def stats(self) -> PipelineStats:
         source = self.source.stats()
         stages = [] if source is None else [source]
@@ -283,11 +327,12 @@ class Run:
             stages.append(
                 merge(
                     cfg.name,
-                    cfg.concurrency,
-                    cfg.executor_name,
+                    stage.workforce.size,
+                    stage.executor_name,
                     list(stage.counters),
                     stage.outbox.occupancy(),
                     stage.outbox.capacity,
+                    tuning=stage.tuning,
                 )
             )
         frozen = tuple(stages)

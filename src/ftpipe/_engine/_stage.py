@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from ._channel import Channel, Stopped
 from ._config import StageConfig
 from ._stats import WorkerCounters
+from ._workforce import Workforce
 
 __all__ = [
     "BATCH_TARGET_S",
@@ -126,13 +127,22 @@ class StageRuntime:
         outbox: Channel,
         control: Control,
         executor: Executor | None,
+        workforce: Workforce | None = None,
     ) -> None:
         self.config = config
         self.index = index
         self.inbox = inbox
         self.outbox = outbox
         self.control = control
+        # Replaced whole (never mutated) by a resize or an executor switch, which
+        # are serialized by the run; workers read it once, when they are made.
         self.executor = executor
+        self.workforce = workforce or Workforce(config.concurrency, 1, 0)
+        self.executor_name = config.executor_name  # replaced whole, like executor
+        self.tuning = ""  # what the tuner chose and why (a str, replaced whole)
+        self.owns_executor = isinstance(config.executor, str)  # created by the run
+        # The body of one worker thread (_plan's make), set by the run.
+        self.make: Callable[[StageRuntime], Callable[[], None]] | None = None
         self.counters: list[WorkerCounters] = []
         # Failures under on_error="skip" are rare; one lock keeps the total exact.
         self._failure_lock = threading.Lock()
@@ -140,7 +150,9 @@ class StageRuntime:
 
     def new_counters(self) -> WorkerCounters:
         counters = WorkerCounters()
-        self.counters.append(counters)  # only while starting, from the starting thread
+        # list.append is atomic on every build (internally locked on 3.13t), and
+        # stats() copies the list before reading it: a resize may add workers.
+        self.counters.append(counters)
         return counters
 
     def failed(

@@ -24,7 +24,16 @@ __all__ = ["PipelineStats", "StageStats", "WorkerCounters"]
 class WorkerCounters:
     """Counters written by exactly one worker thread."""
 
-    __slots__ = ("blocked", "busy", "failures", "items_in", "items_out", "retries", "starved")
+    __slots__ = (
+        "blocked",
+        "busy",
+        "cpu",
+        "failures",
+        "items_in",
+        "items_out",
+        "retries",
+        "starved",
+    )
 
     def __init__(self) -> None:
         self.items_in = 0
@@ -34,6 +43,7 @@ class WorkerCounters:
         self.busy = 0.0
         self.starved = 0.0
         self.blocked = 0.0
+        self.cpu = 0.0  # CPU seconds of the busy time, where measured (thread stages)
 
 
 @dataclass(frozen=True)
@@ -42,8 +52,10 @@ class StageStats:
 
     Attributes:
         name: The stage's name (``"source"`` for the source).
-        concurrency: Workers (or coroutines in flight) of the stage.
-        executor: ``"thread"``, a kind name, or the executor's class name.
+        concurrency: Workers (or coroutines in flight) of the stage now: a resize
+            or the tuner changes it while the pipeline runs.
+        executor: ``"thread"``, a kind name, or the executor's class name (now:
+            ``executor="auto"`` may move a running stage).
         items_in: Inputs taken.
         items_out: Outputs emitted.
         failures: Inputs that failed after retries (skipped or raised).
@@ -53,6 +65,7 @@ class StageStats:
         blocked_s: Worker-seconds spent waiting for room in the output buffer.
         buffer_occupancy: Items in the stage's output buffer now.
         buffer_capacity: Capacity of that buffer.
+        tuning: What the tuner chose for this stage and why ("" when it is not tuned).
     """
 
     name: str
@@ -67,6 +80,7 @@ class StageStats:
     blocked_s: float
     buffer_occupancy: int
     buffer_capacity: int
+    tuning: str = ""
 
     @property
     def utilization(self) -> float:
@@ -137,6 +151,8 @@ def merge(
     counters: list[WorkerCounters],
     occupancy: int,
     capacity: int,
+    *,
+    tuning: str = "",
 ) -> StageStats:
     """Sum one stage's worker counters into a ``StageStats``."""
     return StageStats(
@@ -152,6 +168,7 @@ def merge(
         blocked_s=sum(c.blocked for c in counters),
         buffer_occupancy=occupancy,
         buffer_capacity=capacity,
+        tuning=tuning,
     )
 
 

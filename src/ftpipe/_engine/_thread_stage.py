@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from itertools import islice
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 from ._calls import call_each, outputs
@@ -74,12 +74,13 @@ _Step = Callable[[list[Any], int, _Out], None]
 
 def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Callable[[], None]:
     """The loop every thread-stage worker runs around its ``step``."""
-    inbox, outbox = stage.inbox, stage.outbox
-    most = max(1, inbox.capacity // (2 * stage.config.concurrency))
+    inbox, outbox, workforce = stage.inbox, stage.outbox, stage.workforce
+    most = max(1, inbox.capacity // (2 * workforce.size))
+    generation = workforce.generation
 
     def run() -> None:
         batch = 1  # grows while calls are cheap; a slow stage keeps one item per hand-off
-        while True:
+        while not workforce.retire(generation):
             t0 = perf_counter()
             try:
                 seq0, items = inbox.get(batch)
@@ -89,12 +90,14 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
             counters.starved += t1 - t0
             counters.items_in += len(items)
             out = _Out(outbox, counters, seq0)
+            c1 = thread_time()
             try:
                 step(items, seq0, out)
             except StageFailed as failure:
                 out.put(failure.seq)  # the outputs of the inputs before it still go downstream
                 raise
             t2 = perf_counter()
+            counters.cpu += thread_time() - c1
             busy = t2 - t1 - out.blocked
             counters.busy += busy
             out.put(seq0 + len(items))

@@ -43,7 +43,7 @@ from .._runtime import usable_cores
 from .._validate import positive_int
 from . import _lifetime
 from ._context import BrokenWorkerError, WorkerContext
-from ._worker import PoolState, WorkItem, work
+from ._worker import RETIRE, PoolState, WorkItem, work
 
 __all__ = ["WorkerPool"]
 
@@ -154,7 +154,10 @@ class WorkerPool(Executor):
             future: Future[Any] = Future()
             state.queue.put(WorkItem(future, fn, args, kwargs))
             # An idle worker will take the item; otherwise start one, up to the limit.
-            if not state.idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+            if (
+                not state.idle.acquire(blocking=False)
+                and state.workers - state.retiring < self._max_workers
+            ):
                 self._start_worker()
         return future
 
@@ -208,6 +211,33 @@ class WorkerPool(Executor):
             raise
         self._threads.append(thread)
         self._contexts.append(ctx)
+
+    def resize(self, max_workers: int) -> None:
+        """Change how many workers run at once, while calls run.
+
+        Growing lets ``submit`` start workers (lazily, as at first).  Shrinking
+        queues one retirement per surplus worker: the next workers to finish a
+        call take them and stop (their process or interpreter with them); no
+        call is interrupted or lost.
+
+        Raises:
+            TypeError: ``max_workers`` is not an int.
+            ValueError: ``max_workers`` is below 1.
+        """
+        positive_int(max_workers, "max_workers")
+        state = self._state
+        with state.lock:
+            self._max_workers = max_workers
+            surplus = state.workers - state.retiring - max_workers
+            if state.shutdown or state.broken is not None:
+                return
+            for _ in range(surplus):
+                state.retiring += 1
+                state.queue.put(RETIRE)
+            # A grown pool starts workers for calls already queued.
+            queued = min(state.queue.qsize(), max_workers - (state.workers - state.retiring))
+            for _ in range(max(0, queued)):
+                self._start_worker()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting calls; stop every worker once the queue is empty.

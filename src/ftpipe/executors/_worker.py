@@ -8,6 +8,7 @@
                                                  BrokenWorkerError --> break_with(): queued calls fail,
                                                                        submit() refuses new ones
                            sentinel None ------> pass it on; ctx.finalize(); the thread exits
+                           RETIRE (a shrink) --> this worker alone: ctx.finalize(); it exits
 
 Threads hold the ``PoolState``, never the pool, so a dropped pool can be
 collected while they finish (see ``_lifetime``).
@@ -26,7 +27,17 @@ from .._priority import NORMAL, Scheduling
 from . import _lifetime
 from ._context import BrokenWorkerError, WorkerContext
 
-__all__ = ["PoolState", "WorkItem", "work"]
+__all__ = ["RETIRE", "PoolState", "WorkItem", "work"]
+
+
+class _Retire:
+    """The queue item that retires the one worker taking it (``WorkerPool.resize``)."""
+
+    def __repr__(self) -> str:
+        return "RETIRE"
+
+
+RETIRE: Any = _Retire()
 
 
 @dataclass(eq=False)
@@ -43,7 +54,7 @@ class WorkItem:
 class PoolState:
     """What worker threads share with their pool; threads hold this, not the pool."""
 
-    queue: SimpleQueue[WorkItem | None] = field(default_factory=SimpleQueue)
+    queue: SimpleQueue[WorkItem | _Retire | None] = field(default_factory=SimpleQueue)
     # Guards shutdown/broken flags against submit(), so no item slips in after a
     # drain; also guards threads and live.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -53,6 +64,8 @@ class PoolState:
     broken: BrokenWorkerError | None = None
     threads: list[threading.Thread] = field(default_factory=list)
     live: int = 0  # worker threads not yet finished; tracked by _lifetime while > 0
+    workers: int = 0  # started and not retired: what max_workers bounds
+    retiring: int = 0  # RETIRE items queued and not yet taken
 
     def stop(self, cancel: bool = False) -> None:
         """Refuse new calls; workers finish the queued ones (or cancel them), then exit."""
@@ -77,7 +90,7 @@ class PoolState:
                 item = self.queue.get_nowait()
             except Empty:
                 return
-            if item is None:
+            if item is None or isinstance(item, _Retire):
                 continue
             if exc is None:
                 item.future.cancel()
@@ -97,6 +110,7 @@ class PoolState:
         if self.live == 0:
             _lifetime.track(self)
         self.live += 1
+        self.workers += 1
 
     def worker_gone(self) -> None:
         """Count a worker thread that exited (or failed to start); called with the lock held."""
@@ -122,6 +136,14 @@ def work(
                 item = state.queue.get()
             if item is None:
                 state.queue.put(None)  # wake the next worker too
+                return
+            if isinstance(item, _Retire):
+                with state.lock:
+                    state.retiring -= 1
+                    state.workers -= 1
+                # Take back an idle token (this worker's, or an equivalent one), so
+                # submit() does not count on a worker that is gone.
+                state.idle.acquire(blocking=False)
                 return
             if not item.future.set_running_or_notify_cancel():
                 continue
