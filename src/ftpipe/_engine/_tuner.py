@@ -35,9 +35,11 @@ from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
 from ._tuning import (
     BUSY,
+    CLEAR_GAIN,
     COMPUTES,
     CONTENTION,
     GAIN,
+    LINEAR_GAIN,
     MAX_WINDOW_S,
     MIN_ITEMS,
     MIN_WINDOW_S,
@@ -205,13 +207,15 @@ class Tuner:
             trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
         )
         trial.rates.append(rate)
-        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok:
+        clear = rate >= trial.base * CLEAR_GAIN  # far beyond a noisy window: no need to confirm
+        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok and not clear:
             return None
         rate = sum(trial.rates) / len(trial.rates)
         if rate >= trial.base * GAIN and cpu_ok:
             if trial.executor != stage.executor_name:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
+            t.last_gain = gain if trial.executor == stage.executor_name else 0.0
             stage.tuning = (
                 f"auto: {stage.executor_name} x{stage.workforce.size} "
                 f"({'computes' if t.computes else 'waits'}; the last step gave x{gain:.2f}, "
@@ -281,7 +285,15 @@ class Tuner:
         if t.computes:
             others = sum(o.stage.workforce.size for o in self._tuned if o is not t and o.computes)
             cap = min(cap, max(1, self._cores - others))
-        step = min(cap, 2 * size)
+        # A stage that waits costs little per thread and often wants many: steps of 4x,
+        # and 8x while the last one paid off nearly in full, so a stage that wants 64
+        # threads gets there in three steps.  A stage that computes doubles.
+        factor = 2
+        if not t.computes:
+            factor = 8 if t.last_gain >= LINEAR_GAIN * 2 else 4
+        step = min(cap, factor * size)
+        if factor > 2 and (stage.executor_name, step) in t.failed:
+            step = min(cap, 2 * size)  # the big step did not help: a normal one may
         if step <= size or (stage.executor_name, step) in t.failed:
             return None
         trial = Trial(t, stage.executor_name, size, rate, cpu, busy)

@@ -12,9 +12,11 @@ from ._stage import StageRuntime
 
 __all__ = [
     "BUSY",
+    "CLEAR_GAIN",
     "COMPUTES",
     "CONTENTION",
     "GAIN",
+    "LINEAR_GAIN",
     "MAX_WINDOW_S",
     "MIN_ITEMS",
     "MIN_WINDOW_S",
@@ -30,12 +32,14 @@ __all__ = [
     "sample",
 ]
 
-MIN_WINDOW_S = 0.3  # a measurement lasts at least this long ...
+MIN_WINDOW_S = 0.2  # a measurement lasts at least this long ...
 MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
 MAX_WINDOW_S = 3.0  # ... unless items are that slow
-SETTLE_S = 0.1  # after a resize, before measuring: buffers refill, threads start
+SETTLE_S = 0.05  # after a resize, before measuring: buffers refill, threads start
 WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
+CLEAR_GAIN = 1.5  # ... and kept after one window when it rose this much (no noise does that)
+LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this well is followed by x8
 SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
 SHIFTED = 3
 BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
@@ -65,6 +69,7 @@ class Tuned:
     computes: bool = True
     cpu_share: float = 0.0  # the most CPU / busy time seen on threads
     done_switching: bool = False
+    last_gain: float = 0.0  # what the last kept step gave
 
 
 @dataclass
