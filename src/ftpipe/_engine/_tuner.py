@@ -30,13 +30,12 @@ from time import perf_counter
 
 from .._runtime import gil_enabled, is_free_threaded, usable_cores
 from ._channel import Stopped
-from ._config import AUTO_MAX_CONCURRENCY, FnKind
+from ._config import AUTO_MAX_CONCURRENCY
 from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
 from ._tuning import (
     BUSY,
     CLEAR_GAIN,
-    COMPUTES,
     CONTENTION,
     GAIN,
     LINEAR_GAIN,
@@ -52,6 +51,7 @@ from ._tuning import (
     Sample,
     Trial,
     Tuned,
+    classify,
     sample,
 )
 
@@ -249,7 +249,7 @@ class Tuner:
             d, busy = samples[t.stage.index]
             if d.items == 0 or t.stage.outbox.ended():
                 continue
-            self._classify(t, d)
+            classify(t, d)
             if busy >= BUSY:
                 candidates.append((busy, t))
         for _, t in sorted(candidates, key=lambda c: -c[0]):
@@ -261,20 +261,6 @@ class Tuner:
             if step is not None:
                 return step
         return None
-
-    def _classify(self, t: Tuned, d: Sample) -> None:
-        stage = t.stage
-        if stage.config.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
-            t.computes = False  # calls in flight on one loop wait by nature
-        elif stage.executor is not None:
-            t.computes = True  # CPU time is spent elsewhere: stay within the cores
-        elif d.busy > 0:
-            # The most CPU share seen: on a busy machine a window can show a
-            # stage that computes getting little CPU, never one that waits using it.
-            t.cpu_share = max(t.cpu_share, d.cpu / d.busy)
-            t.computes = t.cpu_share >= COMPUTES
-            if stage.workforce.size == 1 and d.items:
-                t.cpu_per_item_1 = d.cpu / d.items
 
     def _grow(self, t: Tuned, rate: float, cpu: float | None, busy: float) -> Trial | None:
         stage, cfg = t.stage, t.stage.config

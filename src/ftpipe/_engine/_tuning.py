@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ._config import FnKind
 from ._stage import StageRuntime
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "Sample",
     "Trial",
     "Tuned",
+    "classify",
     "sample",
 ]
 
@@ -95,3 +97,19 @@ def sample(stage: StageRuntime) -> Sample:
         out.idle += c.starved + c.blocked
         out.cpu += c.cpu
     return out
+
+
+def classify(t: Tuned, d: Sample) -> None:
+    """Whether ``t``'s stage computes (stay within the cores) or waits (may grow past them)."""
+    stage = t.stage
+    if stage.config.fn_kind in (FnKind.ASYNC, FnKind.ASYNC_GENERATOR):
+        t.computes = False  # calls in flight on one loop wait by nature
+    elif stage.executor is not None:
+        t.computes = True  # CPU time is spent elsewhere: stay within the cores
+    elif d.busy > 0:
+        # The most CPU share seen: on a busy machine a window can show a
+        # stage that computes getting little CPU, never one that waits using it.
+        t.cpu_share = max(t.cpu_share, d.cpu / d.busy)
+        t.computes = t.cpu_share >= COMPUTES
+        if stage.workforce.size == 1 and d.items:
+            t.cpu_per_item_1 = d.cpu / d.items
