@@ -48,15 +48,19 @@ def test_unordered_yields_in_completion_order():
 
     def slow_first(x):
         if x == 0:
-            # Generous: under the 4-thread parallel run on 2 cores the other worker
-            # can take seconds to get going.  It must get there, though.
+            # Item 0 finishes only once the consumer has seen item 5, so in completion
+            # order it comes last.  Generous: under the 4-thread parallel run on 2 cores
+            # the other worker can take seconds to get going.  It must get there, though.
             waited.append(gate.wait(60))
-        else:
-            gate.set() if x == 5 else None
         return x
 
     b = ftpipe.PipelineBuilder().add_source(range(6)).pipe(slow_first, concurrency=2, ordered=False)
-    out = run(b)
+    out = []
+    with b.build() as pipeline:
+        for x in pipeline:
+            out.append(x)
+            if x == 5:
+                gate.set()  # the consumer saw 5 (set it in the function: 0 could overtake)
     assert waited == [True], "the second worker never reached the last item"
     assert sorted(out) == list(range(6)) and out[-1] == 0
 
