@@ -15,11 +15,14 @@
                                                      error policies) and _calls (calling fn)
 
     _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters;
-    _tuning: a diagnosis report's advice applied to a builder's stages.
+    _tuning: a diagnosis report's advice applied to a builder's stages;
+    _context: worker_info() / item_seed() inside stage calls (thread-local, set per
+    worker and per chunk);  _setup: initializer= checked at build, run per worker.
 """
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
+from ._context import WorkerInfo, item_seed, worker_info
 from ._executor_kinds import (
     ExecutorKind,
     executor_kind,
@@ -42,9 +45,12 @@ __all__ = [
     "StageKind",
     "StageStats",
     "TuningWarning",
+    "WorkerInfo",
     "executor_kind",
     "executor_kind_names",
+    "item_seed",
     "register_executor_kind",
     "set_diagnostic_hook",
     "stop_all_pipelines",
+    "worker_info",
 ]

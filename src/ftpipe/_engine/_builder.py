@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .._validate import positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
+from ._context import stage_key
 from ._pipeline import Pipeline
 from ._tuning import TUNING_ENV, apply_report
 
@@ -76,12 +77,36 @@ class PipelineBuilder:
         [0, 10, 20, 30, 40]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, seed: int | None = None, epoch: int = 0) -> None:
+        """Start an empty pipeline.
+
+        Args:
+            seed: Makes ``ftpipe.item_seed()`` available in stage calls: each item's
+                seed derives from it, the epoch, the stage's name and the item's
+                position, so random augmentation repeats exactly at any concurrency
+                and on any executor.  An int >= 0; None: no seeds.
+            epoch: Which epoch the item seeds are for (an int >= 0); a new epoch
+                gives every item new seeds.  ``set_epoch`` changes it.
+
+        Raises:
+            TypeError, ValueError: ``seed`` or ``epoch`` is not an int >= 0.
+        """
+        self._seed = _non_negative(seed, "seed", optional=True)
+        self._epoch: int = _non_negative(epoch, "epoch")  # type: ignore[assignment]
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
         # Stages whose buffer_size was given (not defaulted): the last one's is the sink's.
         self._sized: set[str] = set()
+
+    def set_epoch(self, epoch: int) -> Self:
+        """Set the epoch item seeds derive from (``ftpipe.torch.PipelineLoader`` sets it).
+
+        Raises:
+            TypeError, ValueError: ``epoch`` is not an int >= 0.
+        """
+        self._epoch = _non_negative(epoch, "epoch")  # type: ignore[assignment]
+        return self
 
     def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
         """Set the pipeline's input: any iterable or async iterable."""
@@ -106,6 +131,8 @@ class PipelineBuilder:
         max_failures: int | None = None,
         retries: int = 0,
         buffer_size: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
     ) -> Self:
         """Add a stage that calls ``fn`` on every item.
 
@@ -128,6 +155,14 @@ class PipelineBuilder:
                 twice the concurrency when larger).  The last stage's output buffer
                 is the sink: its ``buffer_size`` sets the sink's, and giving
                 ``add_sink`` a different one is an error.
+            initializer: Called as ``initializer(*initargs)`` once in each worker
+                before its first call: in each worker thread of a thread stage, in
+                the loop thread of an async stage, in each worker process or
+                subinterpreter of ``"process"`` / ``"interpreter"`` stages (there
+                it must pickle / import by name, as ``fn`` must).  Refused with an
+                executor instance (give that executor the initializer).  What it
+                raises stops the pipeline.  ``ftpipe.worker_info()`` works in it.
+            initargs: Arguments for ``initializer``.
 
         Raises:
             TypeError, ValueError: An argument is invalid; the message names the stage.
@@ -143,6 +178,8 @@ class PipelineBuilder:
             max_failures=max_failures,
             retries=retries,
             buffer_size=buffer_size,
+            initializer=initializer,
+            initargs=initargs,
         )
         self._add(stage)
         if buffer_size is not None:
@@ -202,7 +239,11 @@ class PipelineBuilder:
             sink = last.buffer_size
         if sink is None:
             sink = DEFAULT_BUFFER_SIZE
-        return PipelineConfig(self._source, tuple(self._stages), sink)
+        stages = tuple(self._stages)
+        if self._seed is not None:
+            seed, epoch = self._seed, self._epoch
+            stages = tuple(replace(s, seed_key=stage_key(seed, epoch, s.name)) for s in stages)
+        return PipelineConfig(self._source, stages, sink, self._seed, self._epoch)
 
     def apply_tuning(self, report: Any) -> Self:
         """Set each stage's concurrency and executor to a diagnosis report's advice.
@@ -266,3 +307,16 @@ class PipelineBuilder:
             buffer_size=DEFAULT_BUFFER_SIZE,
         )
         return replace(base, **extra)
+
+
+def _non_negative(value: Any, what: str, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"PipelineBuilder: {what} must be {'None or ' if optional else ''}an int >= 0, "
+            f"got {type(value).__name__} {value!r:.80}"
+        )
+    if value < 0:
+        raise ValueError(f"PipelineBuilder: {what} must be an int >= 0, got {value!r}")
+    return value

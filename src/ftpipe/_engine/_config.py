@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from .._validate import positive_int
 from ._executor_kinds import executor_kind, executor_kind_names
+from ._setup import check_initializer
 
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
 
@@ -93,6 +94,10 @@ class StageConfig:
         buffer_size: Capacity of this stage's output buffer, in items.
         size: Items per list for ``aggregate``.
         drop_last: ``aggregate`` drops a final short list.
+        initializer: Called once in each worker before its first call (with ``initargs``).
+        initargs: Arguments for ``initializer``.
+        seed_key: The key of this stage's item seeds (from the pipeline's seed,
+            epoch and this stage's name), or None when the pipeline has no seed.
     """
 
     name: str
@@ -108,6 +113,9 @@ class StageConfig:
     buffer_size: int
     size: int = 0
     drop_last: bool = False
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    seed_key: bytes | None = None
 
     @property
     def executor_name(self) -> str:
@@ -136,6 +144,8 @@ class StageConfig:
         max_failures: int | None,
         retries: int,
         buffer_size: int | None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Any = (),
     ) -> StageConfig:
         """Validate the arguments of ``PipelineBuilder.pipe`` and freeze them."""
         label = name if name is not None else f"{index}:{_stage_label(fn) if callable(fn) else '?'}"
@@ -183,6 +193,7 @@ class StageConfig:
                         f"expected one of {list(executor_kind_names())} or a concurrent.futures.Executor"
                     )
                 kind.check(fn, label)
+        initargs = check_initializer(initializer, initargs, executor, label)
         return cls(
             name=label,
             kind=StageKind.PIPE,
@@ -195,6 +206,8 @@ class StageConfig:
             max_failures=max_failures,
             retries=retries,
             buffer_size=buffer,
+            initializer=initializer,
+            initargs=initargs,
         )
 
 
@@ -212,8 +225,12 @@ class PipelineConfig:
         source: The iterable (or async iterable) of input items.
         stages: The stages, in order.
         sink_buffer_size: Items the sink buffers ahead of the consumer.
+        seed: The pipeline's seed (``item_seed()``), or None.
+        epoch: The epoch the item seeds are derived for.
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
     stages: tuple[StageConfig, ...]
     sink_buffer_size: int
+    seed: int | None = None
+    epoch: int = 0

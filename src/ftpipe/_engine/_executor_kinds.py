@@ -41,12 +41,19 @@ class ExecutorKind:
             within about a second whatever a call's length (a closing pipeline
             wants none of their results).  None: ``shutdown(wait=True,
             cancel_futures=True)``, which waits for running calls.
+        create_with_initializer: ``create_with_initializer(max_workers,
+            stage_name, initializer)``: as ``create``, with a picklable
+            ``initializer`` every worker runs once before its first call (it
+            tells the worker its index: see ``ftpipe.worker_info()``).  A pool
+            built on ``ftpipe.WorkerPool`` passes it as ``initializer=``.  None:
+            the kind takes no ``initializer=`` (``pipe`` refuses one).
     """
 
     name: str
     create: Callable[[int, str], Executor]
     check: Callable[[Callable[..., Any], str], None]
     stop: Callable[[Executor], None] | None = None
+    create_with_initializer: Callable[[int, str, Callable[[], None]], Executor] | None = None
 
 
 # Written once per kind at import time of the registering module, read on every

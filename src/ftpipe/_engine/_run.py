@@ -31,6 +31,7 @@ from ._channel import Channel, Stopped
 from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
+from ._setup import create_executor
 from ._source import Source
 from ._stage import StageRuntime
 from ._stats import PipelineStats, find_bottleneck, merge
@@ -128,7 +129,7 @@ class Run:
             return cfg.executor
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
-        executor = kind.create(cfg.concurrency, cfg.name)
+        executor = create_executor(kind, cfg)
         self._owned.append((executor, kind))
         return executor
 

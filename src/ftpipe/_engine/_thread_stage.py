@@ -22,7 +22,7 @@ of inputs becomes outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import islice
 from time import perf_counter
@@ -30,6 +30,8 @@ from typing import Any
 
 from ._calls import call_each, outputs
 from ._channel import Channel, EndOfStream, Stopped
+from ._context import positioned
+from ._setup import start_worker
 from ._stage import SKIPPED, RetryPolicy, StageFailed, StageRuntime, attempt, guarded, next_batch
 from ._stats import WorkerCounters
 
@@ -69,15 +71,18 @@ class _Out:
 
 
 # step(items, seq0, out): turn one batch of inputs into outputs in out.values.
-_Step = Callable[[list[Any], int, _Out], None]
+_Step = Callable[[Sequence[Any], int, _Out], None]
 
 
 def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Callable[[], None]:
     """The loop every thread-stage worker runs around its ``step``."""
     inbox, outbox = stage.inbox, stage.outbox
     most = max(1, inbox.capacity // (2 * stage.config.concurrency))
+    index = next(i for i, c in enumerate(stage.counters) if c is counters)
+    key = stage.config.seed_key
 
     def run() -> None:
+        start_worker(stage, index)  # worker_info(), item_seed(), the initializer
         batch = 1  # grows while calls are cheap; a slow stage keeps one item per hand-off
         while True:
             t0 = perf_counter()
@@ -90,7 +95,7 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
             counters.items_in += len(items)
             out = _Out(outbox, counters, seq0)
             try:
-                step(items, seq0, out)
+                step(positioned(items, seq0, key), seq0, out)  # as is without a seed
             except StageFailed as failure:
                 out.put(failure.seq)  # the outputs of the inputs before it still go downstream
                 raise
@@ -115,7 +120,7 @@ def batched_worker(stage: StageRuntime) -> Callable[[], None]:
     retry = RetryPolicy(stage)
     fn = _fn(stage)
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         values = out.values
 
         def failed(i: int, exc: BaseException) -> None:
@@ -137,7 +142,7 @@ def collected_worker(stage: StageRuntime) -> Callable[[], None]:
     retry = RetryPolicy(stage)
     collect = partial(outputs, _fn(stage), "generator")
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         values = out.values
         for i, item in enumerate(items):
             try:
@@ -160,7 +165,7 @@ def streamed_worker(stage: StageRuntime) -> Callable[[], None]:
     fn = _fn(stage)
     capacity = stage.outbox.capacity
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         for i, item in enumerate(items):
             seq = seq0 + i
             mark = len(out.values)

@@ -161,4 +161,4 @@ class InterpreterExecutor(WorkerPool):
         super().__init__(max_workers, initializer=initializer, initargs=initargs, name=name)
 
     def _make_context(self) -> WorkerContext:
-        return InterpreterContext(self._name, self._initializer, self._initargs)
+        return InterpreterContext(self._name, *self._initializer_for(len(self._contexts)))

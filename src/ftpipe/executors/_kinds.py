@@ -26,12 +26,20 @@ def _create_process(max_workers: int, stage: str) -> Executor:
     return ProcessExecutor(max_workers, name=stage)
 
 
+def _create_process_with(max_workers: int, stage: str, init: Callable[[], None]) -> Executor:
+    return ProcessExecutor(max_workers, name=stage, initializer=init)
+
+
 def _check_process(fn: Callable[..., Any], stage: str) -> None:
     check_picklable(fn, stage, target="a worker process")
 
 
 def _create_interpreter(max_workers: int, stage: str) -> Executor:
     return InterpreterExecutor(max_workers, name=stage)
+
+
+def _create_interpreter_with(max_workers: int, stage: str, init: Callable[[], None]) -> Executor:
+    return InterpreterExecutor(max_workers, name=stage, initializer=init)
 
 
 def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
@@ -44,8 +52,12 @@ def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
 
 # Written once at import time, read-only afterwards.
 _OWN = {
-    "process": ExecutorKind("process", _create_process, _check_process, _stop),
-    "interpreter": ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop),
+    "process": ExecutorKind(
+        "process", _create_process, _check_process, _stop, _create_process_with
+    ),
+    "interpreter": ExecutorKind(
+        "interpreter", _create_interpreter, _check_interpreter, _stop, _create_interpreter_with
+    ),
 }
 
 

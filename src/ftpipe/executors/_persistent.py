@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any
 
 from .._engine import ExecutorKind, PipelineConfig, StageConfig, executor_kind
+from .._engine._setup import create_executor
 from ._pool import WorkerPool
 
 __all__ = ["SETTLE_S", "PersistentPools"]
@@ -85,7 +86,7 @@ class _Lease(Executor):
 class _Slot:
     """A stage's pool, what it was made for, and the lease of the last epoch."""
 
-    key: tuple[str, int]  # (kind name, concurrency)
+    key: tuple[Any, ...]  # (kind name, concurrency, initializer, initargs)
     kind: ExecutorKind
     pool: Executor
     lease: _Lease | None = None
@@ -135,7 +136,8 @@ class PersistentPools:
         return replace(config, stages=tuple(stages))
 
     def _lease(self, stage: StageConfig, kind: ExecutorKind) -> _Lease:
-        key = (kind.name, stage.concurrency)
+        # A new initializer (or new arguments for it) needs new workers, as a new concurrency does.
+        key = (kind.name, stage.concurrency, stage.initializer, stage.initargs)
         with self._lock:
             if self._closed:
                 raise RuntimeError("these pools are closed")
@@ -148,7 +150,7 @@ class PersistentPools:
         if old is not None:
             _stop(old)  # settings changed, or a worker died: a fresh pool
         if slot is None:
-            slot = _Slot(key, kind, kind.create(stage.concurrency, stage.name))
+            slot = _Slot(key, kind, create_executor(kind, stage))
         slot.lease = _Lease(slot.pool, kind.name)
         with self._lock:
             closed = self._closed
