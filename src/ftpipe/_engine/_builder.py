@@ -85,14 +85,15 @@ class PipelineBuilder:
                 seed derives from it, the epoch, the stage's name and the item's
                 position, so random augmentation repeats exactly at any concurrency
                 and on any executor.  An int >= 0; None: no seeds.
-            epoch: Which epoch the item seeds are for (an int >= 0); a new epoch
-                gives every item new seeds.  ``set_epoch`` changes it.
+            epoch: Which epoch the item seeds are for (an int); a new epoch gives
+                every item new seeds.  ``set_epoch`` changes it.
 
         Raises:
-            TypeError, ValueError: ``seed`` or ``epoch`` is not an int >= 0.
+            TypeError: ``seed`` or ``epoch`` is not an int.
+            ValueError: ``seed`` is negative.
         """
         self._seed = _non_negative(seed, "seed", optional=True)
-        self._epoch: int = _non_negative(epoch, "epoch")  # type: ignore[assignment]
+        self._epoch = _epoch(epoch)
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
@@ -103,9 +104,9 @@ class PipelineBuilder:
         """Set the epoch item seeds derive from (``ftpipe.torch.PipelineLoader`` sets it).
 
         Raises:
-            TypeError, ValueError: ``epoch`` is not an int >= 0.
+            TypeError: ``epoch`` is not an int.
         """
-        self._epoch = _non_negative(epoch, "epoch")  # type: ignore[assignment]
+        self._epoch = _epoch(epoch)
         return self
 
     def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
@@ -319,4 +320,12 @@ def _non_negative(value: Any, what: str, *, optional: bool = False) -> int | Non
         )
     if value < 0:
         raise ValueError(f"PipelineBuilder: {what} must be an int >= 0, got {value!r}")
+    return value
+
+
+def _epoch(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"PipelineBuilder: epoch must be an int, got {type(value).__name__} {value!r:.80}"
+        )
     return value
