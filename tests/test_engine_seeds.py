@@ -131,9 +131,9 @@ def test_without_a_seed_item_seed_names_what_to_set_in_a_worker_process() -> Non
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"seed": "1"}, TypeError, "seed must be None or an int"),
-        ({"seed": True}, TypeError, "seed must be None or an int"),
-        ({"seed": 1.5}, TypeError, "seed must be None or an int"),
+        ({"seed": "1"}, TypeError, "seed must be an int >= 0"),
+        ({"seed": True}, TypeError, "seed must be an int >= 0"),
+        ({"seed": 1.5}, TypeError, "seed must be an int >= 0"),
         ({"seed": -1}, ValueError, "seed must be an int >= 0"),
         ({"seed": 1, "epoch": "0"}, TypeError, "epoch must be an int"),
     ],

@@ -103,7 +103,7 @@ async def _serve(stage: StageRuntime, retry: RetryPolicy) -> None:
     assert fn is not None
     kind = cfg.fn_kind.value
     counters = retry.counters
-    seeded = cfg.seed_key is not None
+    seeded, offset = cfg.seed_key is not None, cfg.position_offset
 
     async def once(item: Any) -> Outcome:
         start = perf_counter()
@@ -123,7 +123,7 @@ async def _serve(stage: StageRuntime, retry: RetryPolicy) -> None:
     async def call(item: Any, seq: int) -> list[Any]:
         """Input ``seq``'s outputs; [] once skipped.  Raises StageFailed (see RetryPolicy)."""
         if seeded:
-            POSITION.set(seq)  # this task's own context: item_seed() of this input
+            POSITION.set(seq + offset)  # this task's own context: item_seed() of this input
         result, exc = await once(item)
         tries = 1
         while exc is not None and retry.again(exc, tries):

@@ -25,11 +25,12 @@ from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .._validate import positive_int
+from .._validate import an_int, non_negative_int, positive_int
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
 from ._context import stage_key
 from ._pipeline import Pipeline
+from ._state import resume
 from ._tuning import TUNING_ENV, apply_report
 
 if TYPE_CHECKING:
@@ -92,8 +93,8 @@ class PipelineBuilder:
             TypeError: ``seed`` or ``epoch`` is not an int.
             ValueError: ``seed`` is negative.
         """
-        self._seed = _non_negative(seed, "seed", optional=True)
-        self._epoch = _epoch(epoch)
+        self._seed = None if seed is None else non_negative_int(seed, "PipelineBuilder: seed")
+        self._epoch = an_int(epoch, "PipelineBuilder: epoch")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
@@ -106,7 +107,7 @@ class PipelineBuilder:
         Raises:
             TypeError: ``epoch`` is not an int.
         """
-        self._epoch = _epoch(epoch)
+        self._epoch = an_int(epoch, "PipelineBuilder: epoch")
         return self
 
     def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
@@ -267,15 +268,26 @@ class PipelineBuilder:
         self._stages = apply_report(self._stages, report, self._sized)
         return self
 
-    def build(self) -> Pipeline:
+    def build(self, state: dict[str, Any] | None = None) -> Pipeline:
         """Return a ``Pipeline`` ready to run (it starts on ``with`` or iteration).
 
         Under ``FTPIPE_TUNING=path/to/report.json`` the report's advice is applied to
         the pipeline built (as ``apply_tuning`` does; the builder itself is unchanged).
         Under ``FTPIPE_DIAGNOSTIC_MODE=1`` (and with ``ftpipe.diagnose`` importable)
         this returns the diagnostic profiler instead; see the diagnostic-mode docs.
+
+        Args:
+            state: A checkpoint from ``Pipeline.state_dict()`` of a pipeline built
+                like this one (same stages, seed and epoch): the new pipeline yields
+                exactly what that one would have yielded next.
+
+        Raises:
+            TypeError, ValueError: ``state`` is not a checkpoint of this pipeline,
+                or the pipeline cannot resume (see ``Pipeline.state_dict``).
         """
         config = self.config()
+        if state is not None:
+            config = resume(config, state)
         tuning = os.environ.get(TUNING_ENV, "")
         if tuning:
             config = replace(config, stages=tuple(apply_report(config.stages, tuning, self._sized)))
@@ -308,24 +320,3 @@ class PipelineBuilder:
             buffer_size=DEFAULT_BUFFER_SIZE,
         )
         return replace(base, **extra)
-
-
-def _non_negative(value: Any, what: str, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"PipelineBuilder: {what} must be {'None or ' if optional else ''}an int >= 0, "
-            f"got {type(value).__name__} {value!r:.80}"
-        )
-    if value < 0:
-        raise ValueError(f"PipelineBuilder: {what} must be an int >= 0, got {value!r}")
-    return value
-
-
-def _epoch(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(
-            f"PipelineBuilder: epoch must be an int, got {type(value).__name__} {value!r:.80}"
-        )
-    return value

@@ -98,6 +98,8 @@ class StageConfig:
         initargs: Arguments for ``initializer``.
         seed_key: The key of this stage's item seeds (from the pipeline's seed,
             epoch and this stage's name), or None when the pipeline has no seed.
+        position_offset: Added to the stage's input numbers for ``item_seed()``:
+            the inputs a checkpointed run had used up (``build(state=...)``).
     """
 
     name: str
@@ -116,6 +118,7 @@ class StageConfig:
     initializer: Callable[..., Any] | None = None
     initargs: tuple[Any, ...] = ()
     seed_key: bytes | None = None
+    position_offset: int = 0
 
     @property
     def executor_name(self) -> str:
@@ -227,6 +230,7 @@ class PipelineConfig:
         sink_buffer_size: Items the sink buffers ahead of the consumer.
         seed: The pipeline's seed (``item_seed()``), or None.
         epoch: The epoch the item seeds are derived for.
+        start: Outputs a checkpointed run had delivered before this one resumed it.
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
@@ -234,3 +238,4 @@ class PipelineConfig:
     sink_buffer_size: int
     seed: int | None = None
     epoch: int = 0
+    start: int = 0

@@ -79,7 +79,7 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
     inbox, outbox = stage.inbox, stage.outbox
     most = max(1, inbox.capacity // (2 * stage.config.concurrency))
     index = next(i for i, c in enumerate(stage.counters) if c is counters)
-    key = stage.config.seed_key
+    key, offset = stage.config.seed_key, stage.config.position_offset
 
     def run() -> None:
         start_worker(stage, index)  # worker_info(), item_seed(), the initializer
@@ -95,7 +95,7 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
             counters.items_in += len(items)
             out = _Out(outbox, counters, seq0)
             try:
-                step(positioned(items, seq0, key), seq0, out)  # as is without a seed
+                step(positioned(items, seq0 + offset, key), seq0, out)  # as is without a seed
             except StageFailed as failure:
                 out.put(failure.seq)  # the outputs of the inputs before it still go downstream
                 raise
