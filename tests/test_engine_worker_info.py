@@ -167,6 +167,8 @@ def test_initializer_arguments_are_checked_at_build_time() -> None:
         b.pipe(cw.info, name="x", initializer=42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="stage 'x': initargs must be a tuple"):
         b.pipe(cw.info, name="x", initializer=cw.record_init, initargs="t")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stage 'x': initializer must be a plain function"):
+        b.pipe(cw.info, name="x", initializer=cw.async_seeded)
     with pytest.raises(ValueError, match="initargs given without an initializer"):
         b.pipe(cw.info, name="x", initargs=(1,))
     with (

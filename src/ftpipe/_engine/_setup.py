@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
@@ -54,6 +55,11 @@ def check_initializer(
         raise TypeError(
             f"stage {label!r}: initializer must be callable, got "
             f"{type(initializer).__name__} {initializer!r:.80}"
+        )
+    if inspect.iscoroutinefunction(initializer) or inspect.isasyncgenfunction(initializer):
+        raise TypeError(
+            f"stage {label!r}: initializer must be a plain function (it runs before the "
+            f"worker's first call, outside any event loop), got {initializer!r:.80}"
         )
     if isinstance(executor, Executor):
         raise ValueError(
