@@ -104,8 +104,9 @@ def test_a_generator_source_is_refused() -> None:
 def test_stages_whose_outputs_cannot_be_counted_back_are_refused(
     pipe: dict[str, Any], match: str
 ) -> None:
-    fn = pipe.pop("fn")
-    _refused(ftpipe.PipelineBuilder().add_source(range(9)).pipe(fn, name="s", **pipe), match)
+    settings = dict(pipe)  # the parameter is shared by parallel runs: leave it as it is
+    fn = settings.pop("fn")
+    _refused(ftpipe.PipelineBuilder().add_source(range(9)).pipe(fn, name="s", **settings), match)
 
 
 def test_disaggregate_is_refused_at_build_time_too() -> None:
