@@ -17,7 +17,8 @@
     _executor_kinds: executor kinds registered by ftpipe.executors;  _stats: counters;
     _tuning: a diagnosis report's advice applied to a builder's stages;
     _context: worker_info() / item_seed() inside stage calls (thread-local, set per
-    worker and per chunk);  _setup: initializer= checked at build, run per worker.
+    worker and per chunk);  _setup: initializer= checked at build, run per worker;
+    _state: checkpoints (Pipeline.state_dict, PipelineBuilder.build(state=)).
 """
 
 from ._builder import PipelineBuilder, set_diagnostic_hook
