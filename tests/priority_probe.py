@@ -24,8 +24,18 @@ def here(_: object = None) -> tuple[int, int, int]:
 
 
 def every_thread(_: object = None) -> list[tuple[int, int]]:
-    """(niceness, policy) of every thread of the calling process."""
-    return [sched_of(int(tid)) for tid in os.listdir("/proc/self/task")]
+    """(niceness, policy) of every thread of the calling process.
+
+    A thread that ends between the listing and the reading is skipped (the
+    pipeline's own threads come and go: a finished epoch's, a retired worker).
+    """
+    out = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            out.append(sched_of(int(tid)))
+        except ProcessLookupError:
+            continue
+    return out
 
 
 def started_thread(_: object = None) -> tuple[int, int]:

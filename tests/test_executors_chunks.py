@@ -220,6 +220,19 @@ def test_generator_stages_flatten_chunks_in_order(kind: str) -> None:
     assert _run(pipeline) == [y for x in range(300) for y in w.explode(x)]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failing_generator_on_a_worker_raises_its_own_error(kind: str) -> None:
+    # Subinterpreters run generator chunks through ftpipe's call_chunk, not their
+    # bootstrap's loop: the failures must come back packed all the same.
+    builder = ftpipe.PipelineBuilder().add_source(range(5)).pipe(w.fragile_gen, executor=kind)
+    with pytest.raises(KeyError, match="three") as info:
+        _run(builder)
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert any("input #3" in note for note in info.value.__notes__)
+    skip = ftpipe.PipelineBuilder().add_source(range(5))
+    assert _run(skip.pipe(w.fragile_gen, executor=kind, on_error="skip")) == [0, 1, 2, 4]
+
+
 def test_a_dead_worker_names_the_inputs_lost_with_it() -> None:
     pipeline = (
         ftpipe.PipelineBuilder()

@@ -100,6 +100,13 @@ def explode_gen(x: int) -> Any:
         yield x
 
 
+def fragile_gen(x: int) -> Any:
+    """Generator stage that fails at input 3."""
+    if x == 3:
+        raise KeyError("three")
+    yield x
+
+
 def numpy_double(x: Any) -> Any:
     import numpy as np
 

@@ -592,3 +592,44 @@ def test_import_ftpipe_never_imports_torch_and_missing_torch_is_explained() -> N
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "pip install 'ftpipe[torch]'" in out.stdout
+
+
+# -- item seeds and initializers through the loader ------------------------------------
+
+
+def _seeded_builder() -> ftpipe.PipelineBuilder:
+    import context_workloads as cw
+
+    return (
+        ftpipe.PipelineBuilder(seed=11)
+        .add_source(range(12))
+        .pipe(cw.seeded, concurrency=2, executor="process", name="aug")
+        .pipe(
+            cw.inits_here,
+            name="where",
+            executor="process",
+            initializer=cw.record_init,
+            initargs=("loader",),
+        )
+        .aggregate(4)
+    )
+
+
+@pytest.mark.timeout(120)
+def test_loader_epochs_give_new_seeds_and_persistent_workers_initialize_once() -> None:
+    loader = ft.PipelineLoader(_seeded_builder)
+    try:
+        epochs = []
+        for epoch in (0, 1, 0):
+            loader.set_epoch(epoch)
+            epochs.append([row for batch in loader for row in batch])
+    finally:
+        loader.close()
+    seeds = [[pair for pair, *_ in rows] for rows in epochs]
+    assert seeds[0] == seeds[2] and seeds[0] != seeds[1]
+    assert [x for x, _ in seeds[1]] == list(range(12))
+    # The "where" stage's one worker process was kept across the three epochs and ran
+    # its initializer once, as worker 0 of its stage.
+    inits = {len(inits) for rows in epochs for *_, inits in rows}
+    assert inits == {1}
+    assert {info for rows in epochs for _, info, _, _ in rows} == {ftpipe.WorkerInfo("where", 0, 1)}

@@ -6,6 +6,7 @@ needs PyTorch.
 
     Pipelines            PipelineBuilder -> build() -> Pipeline; PipelineConfig,
                          StageConfig, PipelineStats, StageStats; TuningWarning
+    Inside stage calls   worker_info() -> WorkerInfo, item_seed() (PipelineBuilder(seed=...))
     Executors            ThreadExecutor, InterpreterExecutor, ProcessExecutor,
                          run_in_subprocess -> SubprocessPipeline, BrokenWorkerError,
                          RemoteTraceback; new kinds: ExecutorKind, register_executor_kind,
@@ -26,8 +27,11 @@ from ._engine import (
     StageConfig,
     StageStats,
     TuningWarning,
+    WorkerInfo,
     executor_kind_names,
+    item_seed,
     register_executor_kind,
+    worker_info,
 )
 from ._runtime import InterpreterInfo, RuntimeInfo, find_interpreters, runtime_info
 from .diagnose import (  # importing it installs diagnostic mode
@@ -80,12 +84,15 @@ __all__ = [
     "ThreadExecutor",
     "TuningWarning",
     "Verdict",
+    "WorkerInfo",
     "WorkerPool",
     "diagnose",
     "executor_kind_names",
     "find_interpreters",
+    "item_seed",
     "register_executor_kind",
     "run_in_subprocess",
     "runtime_info",
     "subinterpreters_available",
+    "worker_info",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["positive_int"]
+__all__ = ["an_int", "non_negative_int", "positive_int"]
 
 
 def positive_int(value: Any, what: str) -> int:
@@ -26,4 +26,29 @@ def positive_int(value: Any, what: str) -> int:
         raise TypeError(f"{what} must be a positive int, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return value
+
+
+def an_int(value: Any, what: str) -> int:
+    """Return ``value`` if it is an int (``bool`` is not an int here).
+
+    Raises:
+        TypeError: ``value`` is not an int.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__} {value!r:.80}")
+    return value
+
+
+def non_negative_int(value: Any, what: str) -> int:
+    """Return ``value`` if it is an int >= 0 (``bool`` is not an int here).
+
+    Raises:
+        TypeError: ``value`` is not an int.
+        ValueError: ``value`` is negative.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int >= 0, got {type(value).__name__} {value!r:.80}")
+    if value < 0:
+        raise ValueError(f"{what} must be an int >= 0, got {value!r}")
     return value

@@ -18,17 +18,22 @@
     _workforce: a stage's live size and which threads retire;  _resize: Pipeline.resize
     and executor switches;  _tuner (+ _tuning): concurrency="auto" / executor="auto";
     _apply_report: a diagnosis report's advice applied to a builder's stages.
+    _context: worker_info() / item_seed() inside stage calls (thread-local, set per
+    worker and per chunk);  _setup: initializer= checked at build, run per worker;
+    _state: checkpoints (Pipeline.state_dict, PipelineBuilder.build(state=)).
 """
 
 from ._apply_report import TuningWarning
-from ._builder import PipelineBuilder, set_diagnostic_hook
+from ._builder import PipelineBuilder
 from ._config import FnKind, PipelineConfig, StageConfig, StageKind
+from ._context import WorkerInfo, item_seed, worker_info
 from ._executor_kinds import (
     ExecutorKind,
     executor_kind,
     executor_kind_names,
     register_executor_kind,
 )
+from ._hooks import set_diagnostic_hook
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
 from ._stats import PipelineStats, StageStats
@@ -44,9 +49,12 @@ __all__ = [
     "StageKind",
     "StageStats",
     "TuningWarning",
+    "WorkerInfo",
     "executor_kind",
     "executor_kind_names",
+    "item_seed",
     "register_executor_kind",
     "set_diagnostic_hook",
     "stop_all_pipelines",
+    "worker_info",
 ]

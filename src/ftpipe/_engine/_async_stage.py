@@ -32,6 +32,8 @@ from typing import Any
 
 from ._calls import outputs_async
 from ._channel import EndOfStream, Stopped
+from ._context import POSITION
+from ._setup import start_worker
 from ._stage import Outcome, RetryPolicy, StageFailed, StageRuntime, guarded
 from ._stats import WorkerCounters
 
@@ -43,6 +45,7 @@ def async_worker(stage: StageRuntime) -> Callable[[], None]:
     retry = RetryPolicy(stage)
 
     def run() -> None:
+        start_worker(stage, 0)  # one worker: its calls share the loop thread's worker_info()
         asyncio.run(_serve(stage, retry))
 
     return guarded(stage, run)
@@ -100,6 +103,7 @@ async def _serve(stage: StageRuntime, retry: RetryPolicy) -> None:
     assert fn is not None
     kind = cfg.fn_kind.value
     counters = retry.counters
+    seeded, offset = cfg.seed_key is not None, cfg.position_offset
 
     async def once(item: Any) -> Outcome:
         start = perf_counter()
@@ -118,6 +122,8 @@ async def _serve(stage: StageRuntime, retry: RetryPolicy) -> None:
 
     async def call(item: Any, seq: int) -> list[Any]:
         """Input ``seq``'s outputs; [] once skipped.  Raises StageFailed (see RetryPolicy)."""
+        if seeded:
+            POSITION.set(seq + offset)  # this task's own context: item_seed() of this input
         result, exc = await once(item)
         tries = 1
         while exc is not None and retry.again(exc, tries):

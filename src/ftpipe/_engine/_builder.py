@@ -9,51 +9,33 @@
     add_sink(buffer_size)
                 │
                 ▼
-    apply_tuning(report)      each stage's concurrency and executor as a diagnosis
-                              report advises (_apply_report); FTPIPE_TUNING does it in build()
-    config() ──► PipelineConfig ──► build() ──► Pipeline
-                                          └──► under FTPIPE_DIAGNOSTIC_MODE=1: what the
-                                               detector's hook returns (set_diagnostic_hook)
+    apply_tuning(report)      a diagnosis report's advice (_apply_report; FTPIPE_TUNING)
+    config() ──► PipelineConfig ──► build(state=) ──► Pipeline   (state: _state)
+                                          └──► FTPIPE_DIAGNOSTIC_MODE=1: the hook's (_hooks)
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import AsyncIterable, Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._priority import Scheduling
-from .._validate import positive_int
+from .._validate import an_int, non_negative_int, positive_int
 from ._apply_report import TUNING_ENV, apply_report
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
+from ._context import stage_key
+from ._hooks import diagnostic_hook
 from ._pipeline import Pipeline
+from ._state import resume
 
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["PipelineBuilder", "set_diagnostic_hook"]
-
-# Set once by ftpipe.diagnose when it is imported; read by build().  The engine
-# cannot import the detector (layers import downward), so the detector plugs in here.
-_diagnostic_hook: Callable[[PipelineConfig], Any] | None = None
-_hook_lock = threading.Lock()
-
-
-def set_diagnostic_hook(
-    hook: Callable[[PipelineConfig], Any] | None,
-) -> Callable[[PipelineConfig], Any] | None:
-    """Install what ``build()`` returns instead of a pipeline under ``FTPIPE_DIAGNOSTIC_MODE=1``.
-
-    Returns the hook it replaces, so a caller can put it back.
-    """
-    global _diagnostic_hook
-    with _hook_lock:
-        previous, _diagnostic_hook = _diagnostic_hook, hook
-    return previous
+__all__ = ["PipelineBuilder"]
 
 
 class PipelineBuilder:
@@ -98,13 +80,48 @@ class PipelineBuilder:
         [0, 10, 20, 30, 40]
     """
 
-    def __init__(self, *, priority: str = "normal", cpus: Iterable[int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        epoch: int = 0,
+        priority: str = "normal",
+        cpus: Iterable[int] | None = None,
+    ) -> None:
+        """Start an empty pipeline.
+
+        Args:
+            seed: Makes ``ftpipe.item_seed()`` available in stage calls: each item's
+                seed derives from it, the epoch, the stage's name and the item's
+                position, so random augmentation repeats exactly at any concurrency
+                and on any executor.  An int >= 0; None: no seeds.
+            epoch: Which epoch the item seeds are for (an int); a new epoch gives
+                every item new seeds.  ``set_epoch`` changes it.
+            priority: See the class docstring.
+            cpus: See the class docstring.
+
+        Raises:
+            TypeError: ``seed`` or ``epoch`` is not an int, or ``cpus`` not ints.
+            ValueError: ``seed`` is negative, ``priority`` unknown, or ``cpus``
+                names a CPU this process may not use.
+        """
         self._scheduling = Scheduling.of(priority, cpus, "PipelineBuilder")
+        self._seed = None if seed is None else non_negative_int(seed, "PipelineBuilder: seed")
+        self._epoch = an_int(epoch, "PipelineBuilder: epoch")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
         # Stages whose buffer_size was given (not defaulted): the last one's is the sink's.
         self._sized: set[str] = set()
+
+    def set_epoch(self, epoch: int) -> Self:
+        """Set the epoch item seeds derive from (``ftpipe.torch.PipelineLoader`` sets it).
+
+        Raises:
+            TypeError: ``epoch`` is not an int.
+        """
+        self._epoch = an_int(epoch, "PipelineBuilder: epoch")
+        return self
 
     def add_source(self, source: Iterable[Any] | AsyncIterable[Any]) -> Self:
         """Set the pipeline's input: any iterable or async iterable."""
@@ -130,6 +147,8 @@ class PipelineBuilder:
         retries: int = 0,
         buffer_size: int | None = None,
         max_concurrency: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: tuple[Any, ...] = (),
     ) -> Self:
         """Add a stage that calls ``fn`` on every item.
 
@@ -159,6 +178,14 @@ class PipelineBuilder:
             max_concurrency: With ``concurrency="auto"``: the most the tuner gives
                 the stage (default: the usable cores for a stage that computes,
                 64 for one that waits).
+            initializer: Called as ``initializer(*initargs)`` once in each worker
+                before its first call: in each worker thread of a thread stage, in
+                the loop thread of an async stage, in each worker process or
+                subinterpreter of ``"process"`` / ``"interpreter"`` stages (there
+                it must pickle / import by name, as ``fn`` must).  Refused with an
+                executor instance (give that executor the initializer).  What it
+                raises stops the pipeline.  ``ftpipe.worker_info()`` works in it.
+            initargs: Arguments for ``initializer``.
 
         Raises:
             TypeError, ValueError: An argument is invalid; the message names the stage.
@@ -175,6 +202,8 @@ class PipelineBuilder:
             retries=retries,
             buffer_size=buffer_size,
             max_concurrency=max_concurrency,
+            initializer=initializer,
+            initargs=initargs,
         )
         self._add(stage)
         if buffer_size is not None:
@@ -234,7 +263,18 @@ class PipelineBuilder:
             sink = last.buffer_size
         if sink is None:
             sink = DEFAULT_BUFFER_SIZE
-        return PipelineConfig(self._source, tuple(self._stages), sink, self._scheduling)
+        stages = tuple(self._stages)
+        if self._seed is not None:
+            seed, epoch = self._seed, self._epoch
+            stages = tuple(replace(s, seed_key=stage_key(seed, epoch, s.name)) for s in stages)
+        return PipelineConfig(
+            self._source,
+            stages,
+            sink,
+            seed=self._seed,
+            epoch=self._epoch,
+            scheduling=self._scheduling,
+        )
 
     def apply_tuning(self, report: Any) -> Self:
         """Set each stage's concurrency and executor to a diagnosis report's advice.
@@ -257,23 +297,32 @@ class PipelineBuilder:
         self._stages = apply_report(self._stages, report, self._sized)
         return self
 
-    def build(self) -> Pipeline:
+    def build(self, state: dict[str, Any] | None = None) -> Pipeline:
         """Return a ``Pipeline`` ready to run (it starts on ``with`` or iteration).
 
         Under ``FTPIPE_TUNING=path/to/report.json`` the report's advice is applied to
         the pipeline built (as ``apply_tuning`` does; the builder itself is unchanged).
         Under ``FTPIPE_DIAGNOSTIC_MODE=1`` (and with ``ftpipe.diagnose`` importable)
         this returns the diagnostic profiler instead; see the diagnostic-mode docs.
+
+        Args:
+            state: A checkpoint from ``Pipeline.state_dict()`` of a pipeline built
+                like this one (same stages, seed and epoch): the new pipeline yields
+                exactly what that one would have yielded next.
+
+        Raises:
+            TypeError, ValueError: ``state`` is not a checkpoint of this pipeline,
+                or the pipeline cannot resume (see ``Pipeline.state_dict``).
         """
         config = self.config()
+        if state is not None:
+            config = resume(config, state)
         tuning = os.environ.get(TUNING_ENV, "")
         if tuning:
             config = replace(config, stages=tuple(apply_report(config.stages, tuning, self._sized)))
-        if os.environ.get("FTPIPE_DIAGNOSTIC_MODE", "") not in ("", "0"):
-            with _hook_lock:
-                hook = _diagnostic_hook
-            if hook is not None:
-                return hook(config)  # type: ignore[no-any-return]
+        hook = diagnostic_hook()
+        if hook is not None:
+            return hook(config)  # type: ignore[no-any-return]
         return Pipeline(config)
 
     def _add(self, stage: StageConfig) -> None:

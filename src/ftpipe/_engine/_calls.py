@@ -26,10 +26,12 @@ text)`` pairs on the far side (``pack_failures``) and back on this side
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
 from time import perf_counter
 from typing import Any
+
+from ._context import ChunkContext, enter_chunk, leave_chunk, positioned
 
 __all__ = [
     "ChunkOutcome",
@@ -137,7 +139,7 @@ def flatten(items: Any) -> Any:
 
 def call_each(
     fn: Callable[[Any], Any],
-    items: list[Any],
+    items: Sequence[Any],
     out: list[Any],
     on_failure: Callable[[int, BaseException], None],
 ) -> None:
@@ -181,7 +183,12 @@ def _call_one(fn: Callable[..., Any], kind: str, item: Any) -> Any:
     return outputs(fn, kind, item)
 
 
-def call_chunk(fn: Callable[..., Any], items: list[Any], kind: str = "function") -> ChunkOutcome:
+def call_chunk(
+    fn: Callable[..., Any],
+    items: Sequence[Any],
+    kind: str = "function",
+    ctx: ChunkContext | None = None,
+) -> ChunkOutcome:
     """Call ``fn`` on every input of ``items``; never raises for a failing input.
 
     Args:
@@ -191,12 +198,20 @@ def call_chunk(fn: Callable[..., Any], items: list[Any], kind: str = "function")
             ``"star"`` (``fn(*x)``, for ``Executor.map`` over several iterables),
             ``"generator"`` / ``"async-generator"`` (a list of what it yields),
             ``"async"`` (the coroutine's result, on a fresh event loop).
+        ctx: The stage the chunk belongs to (an executor stage sends it): the
+            calls then see ``worker_info()`` and, with a seed, ``item_seed()``.
 
     Returns:
         ``(results, failures, seconds)``: ``results[i]`` is input ``i``'s result
         (None where it failed), ``failures`` maps the index of each failed input
         to its exception, ``seconds`` is the wall time the calls took here.
     """
+    if ctx is not None:
+        previous = enter_chunk(ctx)
+        try:
+            return call_chunk(fn, positioned(items, ctx.seq0, ctx.key), kind)
+        finally:
+            leave_chunk(previous)
     t0 = perf_counter()
     results: list[Any] = []
     failures: Failures = {}

@@ -25,6 +25,7 @@ from typing import Any, Literal
 from .._priority import NORMAL, Scheduling
 from .._validate import positive_int
 from ._executor_kinds import executor_kind, executor_kind_names
+from ._setup import check_initializer
 
 __all__ = ["FnKind", "PipelineConfig", "StageConfig", "StageKind", "classify_fn"]
 
@@ -102,6 +103,12 @@ class StageConfig:
         max_concurrency: The most the tuner gives the stage (None: its default).
         auto_executor: ``executor="auto"``: the tuner may move the stage between
             threads and the interpreter or process executor (it starts on threads).
+        initializer: Called once in each worker before its first call (with ``initargs``).
+        initargs: Arguments for ``initializer``.
+        seed_key: The key of this stage's item seeds (from the pipeline's seed,
+            epoch and this stage's name), or None when the pipeline has no seed.
+        position_offset: Added to the stage's input numbers for ``item_seed()``:
+            the inputs a checkpointed run had used up (``build(state=...)``).
     """
 
     name: str
@@ -120,6 +127,10 @@ class StageConfig:
     auto_concurrency: bool = False
     max_concurrency: int | None = None
     auto_executor: bool = False
+    initializer: Callable[..., Any] | None = None
+    initargs: tuple[Any, ...] = ()
+    seed_key: bytes | None = None
+    position_offset: int = 0
 
     @property
     def executor_name(self) -> str:
@@ -149,6 +160,8 @@ class StageConfig:
         retries: int,
         buffer_size: int | None,
         max_concurrency: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Any = (),
     ) -> StageConfig:
         """Validate the arguments of ``PipelineBuilder.pipe`` and freeze them."""
         label = name if name is not None else f"{index}:{_stage_label(fn) if callable(fn) else '?'}"
@@ -221,6 +234,7 @@ class StageConfig:
                 f"stage {label!r}: concurrency='auto' needs an executor the pipeline sizes: "
                 f"pass a kind name (executor='process') instead of a {type(executor).__name__}"
             )
+        initargs = check_initializer(initializer, initargs, executor, label)
         return cls(
             name=label,
             kind=StageKind.PIPE,
@@ -236,6 +250,8 @@ class StageConfig:
             auto_concurrency=auto,
             max_concurrency=max_concurrency,
             auto_executor=auto_executor,
+            initializer=initializer,
+            initargs=initargs,
         )
 
 
@@ -255,9 +271,15 @@ class PipelineConfig:
         sink_buffer_size: Items the sink buffers ahead of the consumer.
         scheduling: Priority and CPU pinning of every thread and process the
             pipeline starts (``PipelineBuilder(priority=..., cpus=...)``).
+        seed: The pipeline's seed (``item_seed()``), or None.
+        epoch: The epoch the item seeds are derived for.
+        start: Outputs a checkpointed run had delivered before this one resumed it.
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
     stages: tuple[StageConfig, ...]
     sink_buffer_size: int
     scheduling: Scheduling = NORMAL
+    seed: int | None = None
+    epoch: int = 0
+    start: int = 0

@@ -47,6 +47,13 @@ class ExecutorKind:
         scheduled: ``create`` takes the pipeline's scheduling as a third argument.
             Without it, only the pipeline's threads that submit calls are lowered:
             processes the executor starts elsewhere run as their parent does.
+        create_with_initializer: ``create_with_initializer(max_workers,
+            stage_name, initializer, scheduling)``: as ``create`` (with the
+            pipeline's scheduling always, ``scheduled`` or not), with a picklable
+            ``initializer`` every worker runs once before its first call (it
+            tells the worker its index: see ``ftpipe.worker_info()``).  A pool
+            built on ``ftpipe.WorkerPool`` passes it as ``initializer=``.  None:
+            the kind takes no ``initializer=`` (``pipe`` refuses one).
     """
 
     name: str
@@ -54,6 +61,7 @@ class ExecutorKind:
     check: Callable[[Callable[..., Any], str], None]
     stop: Callable[[Executor], None] | None = None
     scheduled: bool = False
+    create_with_initializer: Callable[[int, str, Callable[[], None], Any], Executor] | None = None
 
 
 # Written once per kind at import time of the registering module, read on every

@@ -33,6 +33,7 @@ from typing import Any
 from ._calls import ChunkOutcome, call_chunk
 from ._channel import EndOfStream, Stopped
 from ._config import FnKind
+from ._context import ChunkContext
 from ._stage import SKIPPED, Outcome, RetryPolicy, StageFailed, StageRuntime, guarded, next_batch
 
 __all__ = ["executor_worker"]
@@ -62,7 +63,8 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
     def submit(items: list[Any], seq0: int) -> ChunkOutcome:
         """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
         try:
-            future = executor.submit(call_chunk, fn, items, kind)
+            ctx = ChunkContext(cfg.name, cfg.concurrency, cfg.seed_key, seq0 + cfg.position_offset)
+            future = executor.submit(call_chunk, fn, items, kind, ctx)
         except BrokenExecutor as broken:
             # A worker died before this chunk was taken: the stage fails at its
             # first input (an earlier input than a failure already recorded wins).

@@ -21,6 +21,7 @@ from .._validate import positive_int
 from ._channel import EndOfStream, Stopped
 from ._config import PipelineConfig
 from ._run import Run
+from ._state import state_of
 from ._stats import PipelineStats
 
 __all__ = ["Pipeline", "PipelineIterator"]
@@ -47,6 +48,7 @@ class Pipeline:
         self._state = "new"  # new -> running -> finished (ended, failed or closed)
         self._run: Run | None = None
         self._local: deque[Any] = deque()
+        self._fetched = config.start  # outputs taken from the sink (under the consumer lock)
 
     @property
     def config(self) -> PipelineConfig:
@@ -125,6 +127,7 @@ class Pipeline:
                 if error is not None:
                     raise error
                 raise StopIteration
+            self._fetched += len(values)
             self._local.extend(values[1:])
             return values[0]
 
@@ -198,6 +201,22 @@ class Pipeline:
             for name, executor, size, tuning in stages
         ]
         return f"<Pipeline {state}: {'; '.join(parts) or 'no stages'}>"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return a checkpoint: ``builder.build(state=...)`` resumes where this pipeline is.
+
+        Call it between two ``next()`` calls of the one consumer.  The resumed
+        pipeline yields exactly what this one would have yielded next, with the
+        same ``item_seed()`` for every item.  It covers ordered pipelines over a
+        sequence source (list, tuple, range, a dataset with ``__len__`` and
+        ``__getitem__``) whose stages are plain (or async) functions and aggregates.
+
+        Raises:
+            ValueError: The pipeline is not one of those (the message says why).
+        """
+        with self._consumer_lock:
+            consumed = self._fetched - len(self._local)
+        return state_of(self._config, consumed)
 
     def stats(self) -> PipelineStats:
         """Return a frozen snapshot of per-stage statistics (safe from any thread)."""

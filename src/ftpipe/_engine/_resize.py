@@ -33,6 +33,7 @@ from ._config import FnKind, StageKind
 from ._executor_kinds import ExecutorKind
 from ._executor_stage import executor_worker
 from ._plan import add_worker, worker_plan
+from ._setup import create_executor
 from ._stage import StageRuntime
 
 __all__ = ["grow_threads", "not_resizable", "resize_stage", "switch_executor"]
@@ -106,12 +107,9 @@ def switch_executor(
         make = worker_plan(replace(stage.config, executor=None)).make
         per_worker, name = 1, "thread"
     else:
-        if kind.scheduled and not scheduling.is_normal:
-            # The pool's workers lower themselves (Run.start started the forkserver
-            # from the consumer's thread, never from this lowered one).
-            executor = kind.create(n, stage.config.name, scheduling)
-        else:
-            executor = kind.create(n, stage.config.name)
+        # The pool's workers lower themselves (Run.start started the forkserver from
+        # the consumer's thread, never from this lowered one) and run the initializer.
+        executor = create_executor(kind, replace(stage.config, concurrency=n), scheduling)
         own(executor, kind)
         make, per_worker, name = executor_worker, 2, kind.name
     stage.executor, stage.owns_executor, stage.make = executor, executor is not None, make

@@ -35,6 +35,7 @@ from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
 from ._resize import resize_stage, switch_executor
+from ._setup import create_executor
 from ._source import Source
 from ._stage import StageRuntime
 from ._stats import PipelineStats, find_bottleneck, merge
@@ -146,13 +147,9 @@ class Run:
             return cfg.executor
         kind = executor_kind(cfg.executor)
         assert kind is not None, "validated by the builder"
-        scheduling = self._config.scheduling
-        if kind.scheduled and not scheduling.is_normal:
-            # Created here, in the consumer's thread: a process executor starts
-            # its forkserver from a thread that was never lowered.
-            executor = kind.create(cfg.concurrency, cfg.name, scheduling)
-        else:
-            executor = kind.create(cfg.concurrency, cfg.name)
+        # Created here, in the consumer's thread: a process executor starts its
+        # forkserver from a thread that was never lowered.
+        executor = create_executor(kind, cfg, self._config.scheduling)
         self._owned.append((executor, kind))
         return executor
 

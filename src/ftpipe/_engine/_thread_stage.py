@@ -22,7 +22,7 @@ of inputs becomes outputs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import islice
 from time import perf_counter, thread_time
@@ -30,6 +30,8 @@ from typing import Any
 
 from ._calls import call_each, outputs
 from ._channel import Channel, EndOfStream, Stopped
+from ._context import positioned
+from ._setup import start_worker
 from ._stage import SKIPPED, RetryPolicy, StageFailed, StageRuntime, attempt, guarded, next_batch
 from ._stats import WorkerCounters
 
@@ -69,7 +71,7 @@ class _Out:
 
 
 # step(items, seq0, out): turn one batch of inputs into outputs in out.values.
-_Step = Callable[[list[Any], int, _Out], None]
+_Step = Callable[[Sequence[Any], int, _Out], None]
 
 
 def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Callable[[], None]:
@@ -77,8 +79,11 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
     inbox, outbox, workforce = stage.inbox, stage.outbox, stage.workforce
     most = max(1, inbox.capacity // (2 * workforce.size))
     generation = workforce.generation
+    index = next(i for i, c in enumerate(stage.counters) if c is counters)
+    key, offset = stage.config.seed_key, stage.config.position_offset
 
     def run() -> None:
+        start_worker(stage, index)  # worker_info(), item_seed(), the initializer
         batch = 1  # grows while calls are cheap; a slow stage keeps one item per hand-off
         while not workforce.retire(generation):
             t0 = perf_counter()
@@ -92,7 +97,7 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
             out = _Out(outbox, counters, seq0)
             c1 = thread_time()
             try:
-                step(items, seq0, out)
+                step(positioned(items, seq0 + offset, key), seq0, out)  # as is without a seed
             except StageFailed as failure:
                 out.put(failure.seq)  # the outputs of the inputs before it still go downstream
                 raise
@@ -118,7 +123,7 @@ def batched_worker(stage: StageRuntime) -> Callable[[], None]:
     retry = RetryPolicy(stage)
     fn = _fn(stage)
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         values = out.values
 
         def failed(i: int, exc: BaseException) -> None:
@@ -140,7 +145,7 @@ def collected_worker(stage: StageRuntime) -> Callable[[], None]:
     retry = RetryPolicy(stage)
     collect = partial(outputs, _fn(stage), "generator")
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         values = out.values
         for i, item in enumerate(items):
             try:
@@ -163,7 +168,7 @@ def streamed_worker(stage: StageRuntime) -> Callable[[], None]:
     fn = _fn(stage)
     capacity = stage.outbox.capacity
 
-    def step(items: list[Any], seq0: int, out: _Out) -> None:
+    def step(items: Sequence[Any], seq0: int, out: _Out) -> None:
         for i, item in enumerate(items):
             seq = seq0 + i
             mark = len(out.values)

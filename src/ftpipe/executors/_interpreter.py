@@ -23,7 +23,7 @@ from .._engine._calls import call_chunk, unpack_failures
 from ._context import BrokenWorkerError, WorkerContext
 from ._interpreter_bootstrap import BOOTSTRAP, INLINE_KINDS, receive_frame, send_frame
 from ._pool import WorkerPool
-from ._remote import unpack_exception
+from ._remote import packed_chunk, unpack_exception
 from ._subinterpreters import Subinterpreter, backend, subinterpreters_available, unavailable_reason
 
 __all__ = ["InterpreterContext", "InterpreterExecutor"]
@@ -76,8 +76,10 @@ class InterpreterContext:
                 "subinterpreter imports functions by module and qualified name, so move it "
                 "into an importable module"
             )
+        # Chunks the bootstrap does not run inline still come back with packed failures.
+        call = packed_chunk if fn is call_chunk and not chunk else fn
         try:
-            task = pickle.dumps((chunk, fn, args, kwargs), protocol=5)
+            task = pickle.dumps((chunk, call, args, kwargs), protocol=5)
         except Exception as exc:
             raise TypeError(
                 f"interpreter executor {self._name!r}: cannot send {target!r} and its arguments "
@@ -173,4 +175,4 @@ class InterpreterExecutor(WorkerPool):
         )
 
     def _make_context(self) -> WorkerContext:
-        return InterpreterContext(self._name, self._initializer, self._initargs)
+        return InterpreterContext(self._name, *self._initializer_for(len(self._contexts)))

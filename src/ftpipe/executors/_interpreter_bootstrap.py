@@ -41,17 +41,27 @@ def _ftpipe_pack(exc):
         exc = RuntimeError(f"{type(exc).__qualname__}: {exc} (the original exception could not be pickled)")
     return (exc, text)
 
-def _ftpipe_chunk(fn, items, kind):
-    # The engine's call_chunk for plain and star calls, failures packed.
+def _ftpipe_chunk(fn, items, kind, ctx=None):
+    # The engine's call_chunk for plain and star calls, failures packed.  A stage's
+    # chunk carries its context (ctx); ftpipe is imported here already then (it
+    # unpickled call_chunk), and its _context module tells the calls where they run.
     t0 = time.perf_counter()
     results, failures = [], {}
     star = kind == "star"
-    for i, item in enumerate(items):
-        try:
-            results.append(fn(*item) if star else fn(item))
-        except BaseException as exc:
-            failures[i] = _ftpipe_pack(exc)
-            results.append(None)
+    context = None if ctx is None else sys.modules.get("ftpipe._engine._context")
+    previous = None if context is None else context.enter_chunk(ctx)
+    try:
+        if context is not None:
+            items = context.positioned(items, ctx.seq0, ctx.key)
+        for i, item in enumerate(items):
+            try:
+                results.append(fn(*item) if star else fn(item))
+            except BaseException as exc:
+                failures[i] = _ftpipe_pack(exc)
+                results.append(None)
+    finally:
+        if context is not None:
+            context.leave_chunk(previous)
     return (results, failures, time.perf_counter() - t0)
 
 def _ftpipe_portable(out):

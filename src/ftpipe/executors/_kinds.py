@@ -29,6 +29,18 @@ def _create_process(max_workers: int, stage: str, scheduling: Scheduling = NORMA
     )
 
 
+def _create_process_with(
+    max_workers: int, stage: str, init: Callable[[], None], scheduling: Scheduling = NORMAL
+) -> Executor:
+    return ProcessExecutor(
+        max_workers,
+        name=stage,
+        initializer=init,
+        priority=scheduling.priority,
+        cpus=scheduling.cpus,
+    )
+
+
 def _check_process(fn: Callable[..., Any], stage: str) -> None:
     check_picklable(fn, stage, target="a worker process")
 
@@ -36,6 +48,18 @@ def _check_process(fn: Callable[..., Any], stage: str) -> None:
 def _create_interpreter(max_workers: int, stage: str, scheduling: Scheduling = NORMAL) -> Executor:
     return InterpreterExecutor(
         max_workers, name=stage, priority=scheduling.priority, cpus=scheduling.cpus
+    )
+
+
+def _create_interpreter_with(
+    max_workers: int, stage: str, init: Callable[[], None], scheduling: Scheduling = NORMAL
+) -> Executor:
+    return InterpreterExecutor(
+        max_workers,
+        name=stage,
+        initializer=init,
+        priority=scheduling.priority,
+        cpus=scheduling.cpus,
     )
 
 
@@ -50,8 +74,15 @@ def _check_interpreter(fn: Callable[..., Any], stage: str) -> None:
 def register_kinds() -> None:
     """Make ``pipe(..., executor="process" | "interpreter")`` work."""
     register_executor_kind(
-        ExecutorKind("process", _create_process, _check_process, _stop, scheduled=True)
+        ExecutorKind("process", _create_process, _check_process, _stop, True, _create_process_with)
     )
     register_executor_kind(
-        ExecutorKind("interpreter", _create_interpreter, _check_interpreter, _stop, scheduled=True)
+        ExecutorKind(
+            "interpreter",
+            _create_interpreter,
+            _check_interpreter,
+            _stop,
+            True,
+            _create_interpreter_with,
+        )
     )

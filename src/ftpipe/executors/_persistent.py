@@ -29,6 +29,7 @@ from time import monotonic
 from typing import Any
 
 from .._engine import ExecutorKind, PipelineConfig, StageConfig, executor_kind
+from .._engine._setup import create_executor
 from .._priority import Scheduling
 from ._pool import WorkerPool
 
@@ -86,7 +87,7 @@ class _Lease(Executor):
 class _Slot:
     """A stage's pool, what it was made for, and the lease of the last epoch."""
 
-    key: tuple[str, int, Scheduling]  # (kind name, concurrency, priority and CPUs)
+    key: tuple[Any, ...]  # (kind name, concurrency, initializer, initargs, scheduling)
     kind: ExecutorKind
     pool: Executor
     lease: _Lease | None = None
@@ -136,8 +137,9 @@ class PersistentPools:
         return replace(config, stages=tuple(stages))
 
     def _lease(self, stage: StageConfig, kind: ExecutorKind, scheduling: Scheduling) -> _Lease:
-        # The pool's priority is part of what makes it reusable: a lowered worker stays low.
-        key = (kind.name, stage.concurrency, scheduling)
+        # New workers for a new initializer (or its arguments), concurrency or priority:
+        # a lowered worker stays low.
+        key = (kind.name, stage.concurrency, stage.initializer, stage.initargs, scheduling)
         with self._lock:
             if self._closed:
                 raise RuntimeError("these pools are closed")
@@ -150,11 +152,7 @@ class PersistentPools:
         if old is not None:
             _stop(old)  # settings changed, or a worker died: a fresh pool
         if slot is None:
-            if kind.scheduled and not scheduling.is_normal:
-                pool = kind.create(stage.concurrency, stage.name, scheduling)
-            else:
-                pool = kind.create(stage.concurrency, stage.name)
-            slot = _Slot(key, kind, pool)
+            slot = _Slot(key, kind, create_executor(kind, stage, scheduling))
         slot.lease = _Lease(slot.pool, kind.name)
         with self._lock:
             closed = self._closed

@@ -38,6 +38,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from .._engine._calls import call_chunk
+from .._engine._context import StageStart
 from .._priority import Scheduling
 from .._runtime import usable_cores
 from .._validate import positive_int
@@ -127,6 +128,16 @@ class WorkerPool(Executor):
 
     def _make_context(self) -> WorkerContext:
         raise NotImplementedError
+
+    def _initializer_for(self, index: int) -> tuple[Callable[..., Any] | None, tuple[Any, ...]]:
+        """The initializer and its arguments for worker ``index`` (called under the state's lock).
+
+        A pipeline stage's pool gets a ``StageStart``, which each worker runs bound
+        to its own index, so ``ftpipe.worker_info()`` there names the worker.
+        """
+        if isinstance(self._initializer, StageStart):
+            return self._initializer.for_worker(index), self._initargs
+        return self._initializer, self._initargs
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)``; return its future.

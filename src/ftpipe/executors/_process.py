@@ -326,8 +326,7 @@ class ProcessExecutor(WorkerPool):
             self._name,
             f"{self._prefix}{len(self._contexts)}-",
             self._start_method,
-            self._initializer,
-            self._initargs,
+            *self._initializer_for(len(self._contexts)),
             self._scheduling,
         )
 

@@ -7,9 +7,15 @@ import re
 import traceback
 from typing import Any
 
-from .._engine._calls import RemoteTraceback
+from .._engine._calls import RemoteTraceback, call_chunk, pack_failures
 
-__all__ = ["RemoteTraceback", "pack_exception", "portable_chunk", "unpack_exception"]
+__all__ = [
+    "RemoteTraceback",
+    "pack_exception",
+    "packed_chunk",
+    "portable_chunk",
+    "unpack_exception",
+]
 
 _REFUSED = re.compile(r"module '?([\w.]+)'? does not support loading in subinterpreters")
 
@@ -68,3 +74,13 @@ def unpack_exception(exc: BaseException, tb: str, kind: str, name: str) -> BaseE
             clear.__cause__ = exc
             return clear
     return exc
+
+
+def packed_chunk(*args: Any) -> Any:
+    """``call_chunk(*args)`` with its failures packed, for a worker that cannot pack them itself.
+
+    A subinterpreter runs chunks of generator and async functions through this
+    (its bootstrap packs only the chunks it runs inline): the caller's side
+    unpacks every chunk's failures, and exceptions lose their traceback when pickled.
+    """
+    return pack_failures(call_chunk(*args), lambda e: pack_exception(e, "in subinterpreter"))

@@ -47,4 +47,4 @@ class ThreadExecutor(WorkerPool):
         return min(32, usable_cores() + 4)  # as ThreadPoolExecutor: I/O-bound work waits
 
     def _make_context(self) -> WorkerContext:
-        return ThreadContext(self._initializer, self._initargs)
+        return ThreadContext(*self._initializer_for(len(self._contexts)))

@@ -163,6 +163,7 @@ class PipelineLoader:
         with self._lock:
             epoch, peeked, self._peeked = self._epoch, self._peeked, None
         builder = peeked[1] if peeked is not None and peeked[0] == epoch else self._make(epoch)
+        builder.set_epoch(epoch)  # item_seed() differs from epoch to epoch
         set_epoch = getattr(builder.config().source, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
