@@ -20,7 +20,11 @@ Every figure is outputs per second over the run, the median of ``--repeat`` runs
 ratios are auto / grid best (target >= 0.9) and auto / default (>= 1.5 where the grid's
 best is >= 2x the default; never below 0.95).
 
-    python benchmarks/autotune.py [--seconds 10] [--repeat 3] [--quick] [--only NAME ...]
+    python benchmarks/autotune.py [--seconds 10] [--repeat 3] [--grid-seconds 3] [--quick]
+                                  [--only NAME ...]
+
+The grid's runs are shorter (``--grid-seconds``): they only pick the best static
+setting, which then runs for the full time beside auto and the default.
 """
 
 from __future__ import annotations
@@ -179,9 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="2 s runs, a smaller grid, 1 repeat")
     p.add_argument("--only", nargs="*", default=None, help="workload names to run")
+    p.add_argument(
+        "--grid-seconds", type=float, default=None, help="wall time of each grid run (default 3)"
+    )
     args = p.parse_args(argv)
     seconds, repeat = (2.0, 1) if args.quick else (args.seconds, args.repeat)
-    grid_seconds = min(seconds, 1.0 if args.quick else 3.0)
+    grid_seconds = args.grid_seconds or min(seconds, 1.0 if args.quick else 3.0)
     label = ".".join(map(str, sys.version_info[:2])) + ("t" if is_free_threaded() else "")
     gil = "GIL on" if gil_enabled() else "GIL off"
     print(f"# autotune on {label} ({gil}): {seconds:.0f} s per run, median of {repeat}")

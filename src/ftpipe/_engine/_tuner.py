@@ -6,11 +6,11 @@
       every window (>= MIN_WINDOW_S and >= enough items, <= MAX_WINDOW_S):
         the counters every stage keeps ─► per stage: busy share, CPU / busy, items
         pipeline rate = inputs the last stage took per second
-        a trial pending?  kept if the rate rose by GAIN, else undone and remembered
-        else: the tuned stage busiest (>= BUSY) grows one step (x2), within
-              max_concurrency, and within the usable cores when it computes
-              (CPU time ~ its busy time); a level remembered as no help is not
-              tried again until the rate shifts by SHIFT (two windows running)
+        a trial pending?  kept if the rate rose by GAIN (or another stage saturated),
+                          else undone and remembered
+        else: the tuned stage busiest (>= BUSY) grows one step (x2; x4-x8 when it
+              waits), within max_concurrency, and the usable cores when it computes;
+              a level that did not help is retried only once the rate shifts
         executor="auto", a stage that computes and stopped growing:
               GIL build, its second thread added nothing ─► interpreter, else process
               3.13t, CPU per item rose with threads (contention) ─► process
@@ -42,6 +42,7 @@ from ._tuning import (
     MAX_WINDOW_S,
     MIN_ITEMS,
     MIN_WINDOW_S,
+    SATURATED,
     SERIAL,
     SETTLE_S,
     SHIFT,
@@ -126,7 +127,8 @@ class Tuner:
                 d, share = samples[trial.tuned.stage.index]
                 cpu = d.cpu / d.busy if d.busy > 0 else 0.0
                 busy = share * trial.tuned.stage.workforce.size
-                judged = self._judge(trial, rate, cpu, busy)
+                others = [samples[o.stage.index][1] for o in self._tuned if o is not trial.tuned]
+                judged = self._judge(trial, rate, cpu, busy, max(others, default=0) >= SATURATED)
                 if judged is None:
                     continue  # it helped once: one more window to confirm it
                 ref, trial = judged, None
@@ -145,10 +147,7 @@ class Tuner:
             trial = self._next_step(samples, rate, seconds)
 
     def _warm(self, trial: Trial) -> bool:
-        """Wait until a switched stage's new workers (processes start slowly) put items out.
-
-        Returns False once the run stopped.
-        """
+        """Wait until a switched stage's new workers put items out; False once stopped."""
         stage, start = trial.tuned.stage, trial.warm_from or 0
         deadline = perf_counter() + WARM_UP_S
         while perf_counter() < deadline and not self._ended():
@@ -188,17 +187,16 @@ class Tuner:
 
     # -- decisions ---------------------------------------------------------------------
 
-    def _judge(self, trial: Trial, rate: float, cpu: float, busy: float) -> float | None:
+    def _judge(
+        self, trial: Trial, rate: float, cpu: float, busy: float, other_limits: bool = False
+    ) -> float | None:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
-        Judged on two windows' mean rate (None: the first looked hopeful; one
-        with no gain at all ends the trial at once), as one window on a busy
-        machine can rise by chance.  The stage's busy workers (busy share x
-        workers) must rise by GAIN too, else the new workers only waited (for
-        input, room, or the GIL, which a GIL build hands over at the channel's
-        blocking calls, so that wait shows as starved time).  A thread stage that
-        uses CPU must keep its CPU share of busy time (within SERIAL), else its
-        threads waited for each other inside the function (the GIL, a lock).
+        On two windows' mean rate (None: the first looked hopeful), as one window
+        on a busy machine can rise by chance; one far beyond noise (CLEAR_GAIN)
+        is enough.  The busy workers must rise by GAIN too (else the new ones only
+        waited: for input, room, or the GIL), and a thread stage using CPU must
+        keep its CPU share (SERIAL), else its threads waited for each other.
         """
         t, stage = trial.tuned, trial.tuned.stage
         base = trial.base_cpu
@@ -220,6 +218,15 @@ class Tuner:
                 f"auto: {stage.executor_name} x{stage.workforce.size} "
                 f"({'computes' if t.computes else 'waits'}; the last step gave x{gain:.2f}, "
                 f"{rate:.0f} items/s)"
+            )
+            return rate
+        if other_limits and trial.executor == stage.executor_name and rate >= trial.base:
+            # No gain because another stage is saturated now: keep the step (it is
+            # within the stage's cap), so the next one grows that stage and both
+            # gain together, instead of each step alone looking useless.
+            stage.tuning = (
+                f"auto: {stage.executor_name} x{stage.workforce.size} "
+                f"({'computes' if t.computes else 'waits'}; kept while another stage limits)"
             )
             return rate
         tried = (stage.executor_name, stage.workforce.size)
@@ -339,6 +346,5 @@ class Tuner:
         return None
 
     def _record(self, stage: StageRuntime) -> None:
-        self.history.append(
-            (perf_counter(), stage.config.name, stage.executor_name, stage.workforce.size)
-        )
+        now, name = perf_counter(), stage.config.name
+        self.history.append((now, name, stage.executor_name, stage.workforce.size))

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_WINDOW_S",
     "MIN_ITEMS",
     "MIN_WINDOW_S",
+    "SATURATED",
     "SERIAL",
     "SETTLE_S",
     "SHIFT",
@@ -45,6 +46,7 @@ LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this wel
 SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
 SHIFTED = 3
 BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
+SATURATED = 0.9  # another stage this busy after a step limits the rate: keep the step
 COMPUTES = 0.3  # CPU time / busy time (the most seen) at or above this: the stage computes
 CONTENTION = 1.25  # CPU per item this many times its 1-worker value: contention
 USES_CPU = 0.1  # CPU / busy below this: too little CPU to judge serialization by
