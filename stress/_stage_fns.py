@@ -149,3 +149,10 @@ class Endless:
 def negate(x: Any) -> Any:
     """``-x`` (numpy arrays come back as new arrays through shared memory)."""
     return -x
+
+
+def seeded_stage(salt: int, x: Any) -> Any:
+    """``x`` paired with its item seed (imported here: a subinterpreter may refuse ftpipe)."""
+    import ftpipe
+
+    return [map_value(x, salt), ftpipe.item_seed()]

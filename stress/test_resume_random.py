@@ -1,0 +1,169 @@
+"""Random checkpoints of random resumable pipelines: the pieces add up to one whole run.
+
+Each example builds an ordered pipeline within what checkpoints cover (a list or a
+range of 0-200 items; 1-3 stages among plain functions on 1-4 threads, an async
+function, ``aggregate(k)`` with or without ``drop_last``; optionally ``seed=`` and a
+stage reporting ``ftpipe.item_seed()``), takes ``state_dict()`` after a random
+number of ``next()`` calls (0 and after exhaustion included), resumes with
+``build(state=...)`` from the same factory, optionally checkpoints again before any
+``next()``, and resumes from that.  Checked: the concatenation of what every pipeline
+yielded equals an uninterrupted run.  Nothing depends on timing.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from _stage_fns import async_stage, plain_stage, seeded_stage
+from _stress_support import bounded
+from hypothesis import given
+from hypothesis import strategies as st
+
+import ftpipe
+from conftest import budget, count_example, soak
+
+TERMINATION_BOUND_S = 60.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    kind: str  # plain | async | aggregate | seeded
+    concurrency: int
+    size: int  # aggregate only
+    drop_last: bool  # aggregate only
+    process: bool  # plain / seeded only: on a process pool
+
+
+@dataclass(frozen=True)
+class Spec:
+    length: int
+    as_range: bool
+    seed: int | None
+    stages: tuple[Stage, ...]
+    cuts: tuple[int, ...]  # next() calls before each checkpoint (clamped to what is left)
+    again: bool  # checkpoint again right after each resume, before any next(), and resume that
+
+
+@st.composite
+def specs(draw: Any, process: bool = False) -> Spec:
+    seed = draw(st.one_of(st.none(), st.integers(0, 2**31)))
+    kinds = ["plain", "async", "aggregate"] + (["seeded"] if seed is not None else [])
+    stages = []
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(kinds))
+        stages.append(
+            Stage(
+                kind,
+                concurrency=draw(st.integers(1, 4)),
+                size=draw(st.integers(1, 5)),
+                drop_last=draw(st.booleans()),
+                process=False,
+            )
+        )
+    if process:
+        i = draw(st.integers(0, len(stages) - 1))
+        stages[i] = Stage("plain", stages[i].concurrency, 1, False, process=True)
+    cuts = tuple(draw(st.lists(st.integers(0, 210), min_size=1, max_size=3)))
+    return Spec(
+        length=draw(st.integers(0, 200)),
+        as_range=draw(st.booleans()),
+        seed=seed,
+        stages=tuple(stages),
+        cuts=cuts,
+        again=draw(st.booleans()),
+    )
+
+
+def factory(spec: Spec) -> ftpipe.PipelineBuilder:
+    source: Any = range(spec.length) if spec.as_range else list(range(spec.length))
+    b = ftpipe.PipelineBuilder(seed=spec.seed).add_source(source)
+    for i, s in enumerate(spec.stages):
+        salt = i + 1
+        if s.kind == "aggregate":
+            b.aggregate(s.size, drop_last=s.drop_last)
+            continue
+        if s.kind == "plain":
+            fn: Any = functools.partial(plain_stage, salt, 0, 0.0)
+        elif s.kind == "async":
+            fn = functools.partial(async_stage, salt, 0, 0.0)
+        else:
+            fn = functools.partial(seeded_stage, salt)
+        b.pipe(
+            fn,
+            concurrency=s.concurrency,
+            executor="process" if s.process else None,
+            name=f"s{i}",
+        )
+    return b
+
+
+def take(it: Any, n: int) -> list[Any]:
+    """Up to ``n`` outputs of iterator ``it`` (fewer if it ends first)."""
+    got = []
+    for _ in range(n):
+        try:
+            got.append(next(it))
+        except StopIteration:
+            break
+    return got
+
+
+def run_in_pieces(spec: Spec) -> list[Any]:
+    pieces: list[Any] = []
+    state: dict[str, Any] | None = None
+    for cut in spec.cuts:
+        if state is not None and spec.again:
+            with factory(spec).build(state=state) as pipeline:
+                again = pipeline.state_dict()  # before any next(): the same point
+            assert again == state
+            state = again
+        with factory(spec).build(state=state) as pipeline:
+            it = iter(pipeline)
+            got = take(it, cut)
+            pieces += got
+            if len(got) < cut:  # exhausted: a checkpoint at the very end
+                assert take(it, 1) == []
+            state = pipeline.state_dict()
+        assert json.loads(json.dumps(state)) == state
+    with factory(spec).build(state=state) as pipeline:
+        pieces += list(pipeline)
+    return pieces
+
+
+def check(spec: Spec, prop: str) -> None:
+    count_example(prop)
+    with factory(spec).build() as whole:
+        expected = list(whole)
+    got = bounded(lambda: run_in_pieces(spec), TERMINATION_BOUND_S)
+    assert got == expected
+
+
+@given(spec=specs())
+@budget(120)
+def _resume_on_threads(spec: Spec) -> None:
+    check(spec, "random_resume[thread]")
+
+
+def test_random_checkpoints_resume_exactly() -> None:
+    soak(_resume_on_threads)
+
+
+def test_random_checkpoints_resume_exactly_with_a_process_stage() -> None:
+    @given(spec=specs(process=True))
+    @budget(10)
+    def prop(spec: Spec) -> None:
+        check(spec, "random_resume[process]")
+
+    soak(prop)
+
+
+def test_a_generator_source_is_refused_at_state_dict() -> None:
+    builder = ftpipe.PipelineBuilder().add_source(iter(range(10))).pipe(abs, name="abs")
+    with builder.build() as pipeline:
+        take(iter(pipeline), 3)
+        with pytest.raises(ValueError, match="not a sequence"):
+            pipeline.state_dict()
