@@ -633,3 +633,84 @@ def test_loader_epochs_give_new_seeds_and_persistent_workers_initialize_once() -
     inits = {len(inits) for rows in epochs for *_, inits in rows}
     assert inits == {1}
     assert {info for rows in epochs for _, info, _, _ in rows} == {ftpipe.WorkerInfo("where", 0, 1)}
+
+
+# -- checkpoints: state_dict() / load_state_dict() ---------------------------------------
+
+
+def ckpt_sample(i: int) -> tuple[int, int]:
+    return i, ftpipe.item_seed() % 1000
+
+
+def _ckpt_builder(epoch: int) -> ftpipe.PipelineBuilder:
+    order = np.random.default_rng(epoch).permutation(30).tolist()
+    return (
+        ftpipe.PipelineBuilder(seed=11)
+        .add_source(order)
+        .pipe(ckpt_sample, concurrency=3)
+        .aggregate(4)
+        .pipe(ft.collate)
+    )
+
+
+def _ckpt_lists(batch: Any) -> list[Any]:
+    return [t.tolist() for t in batch]
+
+
+def _train_until(
+    loader: ft.PipelineLoader, epochs: range, stop: tuple[int, int] | None = None
+) -> tuple[list[Any], dict[str, Any] | None]:
+    """A training loop over ``epochs``; checkpoints and stops after batch ``stop`` = (epoch, n)."""
+    seen = []
+    for epoch in epochs:
+        loader.set_epoch(epoch)
+        for n, batch in enumerate(loader):
+            seen.append((epoch, _ckpt_lists(batch)))
+            if stop == (epoch, n):
+                return seen, pickle.loads(pickle.dumps(loader.state_dict()))
+        if stop == (epoch, None):
+            return seen, pickle.loads(pickle.dumps(loader.state_dict()))
+    return seen, None
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+@pytest.mark.parametrize("stop", [(0, 0), (0, 3), (0, 7), (0, None), (1, 5)])
+def test_loader_resumed_mid_epoch_sees_the_batches_of_one_that_ran_through(
+    persistent: bool, stop: tuple[int, int | None]
+) -> None:
+    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+        full, _ = _train_until(loader, range(2))
+    assert len(full) == 16  # 30 samples in batches of 4, twice
+    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+        head, state = _train_until(loader, range(2), stop)  # type: ignore[arg-type]
+    assert state is not None and state["epoch"] == stop[0]
+    assert (state["pipeline"] is None) == (stop[1] is None)
+    # The resumed loop starts at the checkpoint's epoch, or the next one after a whole epoch.
+    first = state["epoch"] + (1 if stop[1] is None else 0)
+    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+        loader.load_state_dict(state)
+        assert loader.epoch == stop[0]
+        tail, _ = _train_until(loader, range(first, 2))
+    assert head + tail == full
+
+
+def test_loader_state_dict_between_epochs_and_refusals() -> None:
+    loader = ft.PipelineLoader(_ckpt_builder)
+    assert loader.state_dict() == {"version": 1, "epoch": 0, "pipeline": None}
+    with pytest.raises(TypeError, match="PipelineLoader.state_dict"):
+        loader.load_state_dict({"consumed": 3})
+    loader.close()
+    gen = ft.PipelineLoader(
+        lambda: ftpipe.PipelineBuilder().add_source(iter(range(8))).aggregate(2), length=4
+    )
+    with gen:
+        it = iter(gen)
+        next(it)
+        with pytest.raises(ValueError, match="not a sequence"):
+            gen.state_dict()
+    sub = ft.PipelineLoader(_ckpt_builder, in_subprocess=True)
+    with pytest.raises(NotImplementedError, match="in_subprocess"):
+        sub.state_dict()
+    with pytest.raises(NotImplementedError, match="in_subprocess"):
+        sub.load_state_dict({"version": 1, "epoch": 0, "pipeline": None})
+    sub.close()

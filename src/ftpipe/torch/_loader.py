@@ -9,6 +9,8 @@
                                      <- end of data, break, error, close(): pipeline closed
     len(loader)                      -> from the builder: len(source), then each aggregate
     loader.close()                   -> persistent workers stopped (also on collection, at exit)
+    loader.state_dict()              -> {"epoch", "pipeline": that epoch's Pipeline.state_dict() or None}
+    new.load_state_dict(state)       -> the next iter() of that epoch: build(state=...)
 
 Persistent workers (the default)::
 
@@ -30,8 +32,11 @@ from typing import Any
 from .._engine import FnKind, Pipeline, PipelineBuilder, PipelineConfig, StageKind
 from ..executors._persistent import PersistentPools
 from ..executors._subprocess import PipelineChild
+from ._epoch import EpochIterator, start_epoch
 
 __all__ = ["PipelineLoader"]
+
+_STATE_VERSION = 1
 
 
 class PipelineLoader:
@@ -123,6 +128,10 @@ class PipelineLoader:
         self._pools: PersistentPools | None = None
         self._child: PipelineChild | None = None
         self._last: weakref.ref[EpochIterator] | None = None  # the last epoch that used them
+        # The latest epoch (for state_dict()) and a checkpoint that the next iter() of its
+        # epoch resumes (from load_state_dict()); guarded by _lock.
+        self._current: weakref.ref[EpochIterator] | None = None
+        self._resume: tuple[int, dict[str, Any]] | None = None
 
     @property
     def epoch(self) -> int:
@@ -160,15 +169,24 @@ class PipelineLoader:
         return builder
 
     def __iter__(self) -> EpochIterator:
+        epoch_iter = self._iter()
+        with self._lock:
+            self._current = weakref.ref(epoch_iter)
+        return epoch_iter
+
+    def _iter(self) -> EpochIterator:
         with self._lock:
             epoch, peeked, self._peeked = self._epoch, self._peeked, None
+            resume, self._resume = self._resume, None
+        state = resume[1] if resume is not None and resume[0] == epoch else None
         builder = peeked[1] if peeked is not None and peeked[0] == epoch else self._make(epoch)
         builder.set_epoch(epoch)  # item_seed() differs from epoch to epoch
         set_epoch = getattr(builder.config().source, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
         if not self._persistent:
-            return EpochIterator(_start(builder, self._in_subprocess, self._buffer_size))
+            pipeline = start_epoch(builder, self._in_subprocess, self._buffer_size, state)
+            return EpochIterator(pipeline, epoch)
         self._end_last_epoch()  # its workers serve this one: its pipeline must be gone
         with self._lock:
             if self._in_subprocess and self._child is None:
@@ -177,21 +195,70 @@ class PipelineLoader:
                 self._pools = PersistentPools()
             child, pools = self._child, self._pools
         if child is not None:
-            epoch_iter = EpochIterator(child.run(builder), keep=child)
+            epoch_iter = EpochIterator(child.run(builder), epoch, keep=child)
         else:
             assert pools is not None
-            pipeline = builder.build()
+            pipeline = builder.build(state=state)
             if isinstance(pipeline, Pipeline):  # not diagnostic mode's profiler
                 leased = pools.attach(pipeline.config)
                 if leased is pipeline.config:  # no stage with a pool: nothing persists
                     pipeline.start()
-                    return EpochIterator(pipeline)
+                    return EpochIterator(pipeline, epoch)
                 pipeline = Pipeline(leased)
             pipeline.start()
-            epoch_iter = EpochIterator(pipeline, keep=pools)
+            epoch_iter = EpochIterator(pipeline, epoch, keep=pools)
         with self._lock:
             self._last = weakref.ref(epoch_iter)
         return epoch_iter
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return a checkpoint: ``load_state_dict`` on a new loader resumes from here.
+
+        As ``torchdata``'s ``StatefulDataLoader``: call it between batches (the
+        epoch's ``Pipeline.state_dict()`` is taken) or between epochs (the next
+        ``iter()`` starts the loader's epoch from its beginning).  Small, plain data.
+
+        Raises:
+            ValueError: The epoch's pipeline cannot be checkpointed (the message says why).
+            NotImplementedError: With ``in_subprocess`` (the child's pipeline is out of reach).
+        """
+        self._refuse_in_subprocess("state_dict")
+        with self._lock:
+            epoch, current = self._epoch, self._current
+        epoch_iter = current() if current is not None else None
+        pipeline = None
+        if epoch_iter is not None and epoch_iter.epoch == epoch and not epoch_iter.finished:
+            pipeline = epoch_iter.state_dict()
+        return {"version": _STATE_VERSION, "epoch": epoch, "pipeline": pipeline}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from ``state_dict()``: the next ``iter()`` continues that epoch where it was.
+
+        The loader's epoch becomes the checkpoint's (item seeds repeat); a
+        ``set_epoch`` to another epoch before ``iter()`` starts that one afresh.
+        Later epochs run as usual.
+
+        Raises:
+            TypeError: ``state`` is not from ``PipelineLoader.state_dict()``.
+            NotImplementedError: With ``in_subprocess``.
+        """
+        self._refuse_in_subprocess("load_state_dict")
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            raise TypeError(
+                "load_state_dict: expected a dict from PipelineLoader.state_dict(), "
+                f"got {type(state).__name__} {state!r:.80}"
+            )
+        epoch, pipeline = state["epoch"], state["pipeline"]
+        self.set_epoch(epoch)
+        with self._lock:
+            self._resume = None if pipeline is None else (epoch, pipeline)
+
+    def _refuse_in_subprocess(self, what: str) -> None:
+        if self._in_subprocess:
+            raise NotImplementedError(
+                f"PipelineLoader.{what}(): not supported with in_subprocess=True (the epoch's "
+                "pipeline runs in the child, ahead of the loop); use in_subprocess=False"
+            )
 
     def _end_last_epoch(self) -> None:
         with self._lock:
@@ -230,53 +297,6 @@ class PipelineLoader:
         """The size of the last ``aggregate`` stage (None without one), like ``DataLoader.batch_size``."""
         sizes = [s.size for s in self._peek().config().stages if s.kind is StageKind.AGGREGATE]
         return sizes[-1] if sizes else None
-
-
-class EpochIterator:
-    """One epoch of a ``PipelineLoader``: a running pipeline, closed when exhausted.
-
-    Leaving the loop early (``break``) closes it when it is garbage collected;
-    call ``close()`` (or use ``with``) to stop and join its threads at once.
-    Persistent workers stay with the loader.
-    """
-
-    def __init__(self, pipeline: Any, keep: object = None) -> None:
-        self._pipeline = pipeline
-        # The loader's persistent workers: they must outlive a loader dropped mid-epoch
-        # (`next(iter(PipelineLoader(...)))`) until this epoch is done with them.
-        self._keep = keep
-        self._items: Iterator[Any] = iter(pipeline)
-
-    def __iter__(self) -> EpochIterator:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._items)
-        except BaseException:
-            self.close()  # end of data or an error: release threads / processes now
-            raise
-
-    def close(self) -> None:
-        """Stop the pipeline and release its threads, processes and shared memory."""
-        self._pipeline.close()
-
-    def __enter__(self) -> EpochIterator:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _start(builder: PipelineBuilder, in_subprocess: bool, buffer_size: int) -> Any:
-    """One epoch's pipeline with workers of its own, started (``persistent_workers=False``)."""
-    if in_subprocess:
-        from ..executors import run_in_subprocess
-
-        return run_in_subprocess(builder, buffer_size=buffer_size)
-    pipeline = builder.build()
-    pipeline.start()
-    return pipeline
 
 
 def pipeline_length(config: PipelineConfig) -> int:
