@@ -714,3 +714,15 @@ def test_loader_state_dict_between_epochs_and_refusals() -> None:
     with pytest.raises(NotImplementedError, match="in_subprocess"):
         sub.load_state_dict({"version": 1, "epoch": 0, "pipeline": None})
     sub.close()
+
+
+def test_a_loaded_checkpoint_for_another_epoch_is_dropped_with_a_warning() -> None:
+    with ft.PipelineLoader(_ckpt_builder) as loader:
+        _, state = _train_until(loader, range(1), (0, 2))
+    assert state is not None and state["pipeline"] is not None
+    with ft.PipelineLoader(_ckpt_builder) as loader:
+        loader.load_state_dict(state)
+        loader.set_epoch(1)
+        with pytest.warns(RuntimeWarning, match="checkpoint is for epoch 0, this iter\\(\\) is 1"):
+            batches = list(loader)
+    assert len(batches) == 8  # epoch 1 from its beginning

@@ -25,6 +25,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -179,6 +180,9 @@ class PipelineLoader:
             epoch, peeked, self._peeked = self._epoch, self._peeked, None
             resume, self._resume = self._resume, None
         state = resume[1] if resume is not None and resume[0] == epoch else None
+        if resume is not None and state is None:  # never silently: say it is dropped
+            why = f"the loaded checkpoint is for epoch {resume[0]}, this iter() is {epoch}"
+            warnings.warn(f"PipelineLoader: {why}; it starts afresh", RuntimeWarning, 3)
         builder = peeked[1] if peeked is not None and peeked[0] == epoch else self._make(epoch)
         builder.set_epoch(epoch)  # item_seed() differs from epoch to epoch
         set_epoch = getattr(builder.config().source, "set_epoch", None)
