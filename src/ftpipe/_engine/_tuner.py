@@ -6,19 +6,18 @@
       every window (>= MIN_WINDOW_S and >= enough items, <= MAX_WINDOW_S):
         the counters every stage keeps ─► per stage: busy share, CPU / busy, items
         pipeline rate = inputs the last stage took per second
-        a trial pending?  kept if the rate rose by GAIN (or another stage saturated),
-                          else undone and remembered
+        (the first window, the start-up, is not judged)
+        a trial pending?  kept if the rate rose by GAIN (or another stage saturated)
         else: the tuned stage busiest (>= BUSY) grows one step (x2; x4-x8 when it
               waits), within max_concurrency, and the usable cores when it computes;
-              a level that did not help is retried only once the rate shifts
+              a level that did not help (undone) is retried once the rate shifts
         executor="auto", a stage that computes and stopped growing:
               GIL build, its second thread added nothing ─► interpreter, else process
               3.13t, CPU per item rose with threads (contention) ─► process
               tried at the same rate test, kept only if faster
 
-Decisions are written to the stage's ``tuning`` note (``stats()``).  Every
-resize and executor switch goes through the run's resize lock, like a user's
-``Pipeline.resize``.  The tuner's own state is touched by its thread only.
+Decisions go to the stage's ``tuning`` note (``stats()``).  Every resize and switch
+takes the run's resize lock; the tuner's own state is touched by its thread only.
 """
 
 from __future__ import annotations
@@ -113,6 +112,9 @@ class Tuner:
         ref: float | None = None  # the rate the current levels were judged at
         shifted = 0
         settle = SETTLE_S
+        # The first window holds the start-up: any step would look like a gain on it.
+        if self._stopped.wait(settle) or self._measure() is None:
+            return
         while True:
             if self._stopped.wait(settle) or self._ended():
                 return
@@ -221,9 +223,8 @@ class Tuner:
             )
             return rate
         if other_limits and trial.executor == stage.executor_name and rate >= trial.base:
-            # No gain because another stage is saturated now: keep the step (it is
-            # within the stage's cap), so the next one grows that stage and both
-            # gain together, instead of each step alone looking useless.
+            # Another stage saturated: keep the step (within its cap) and grow that one
+            # next, so both gain together instead of each step alone looking useless.
             stage.tuning = (
                 f"auto: {stage.executor_name} x{stage.workforce.size} "
                 f"({'computes' if t.computes else 'waits'}; kept while another stage limits)"
@@ -278,9 +279,8 @@ class Tuner:
         if t.computes:
             others = sum(o.stage.workforce.size for o in self._tuned if o is not t and o.computes)
             cap = min(cap, max(1, self._cores - others))
-        # A stage that waits costs little per thread and often wants many: steps of 4x,
-        # and 8x while the last one paid off nearly in full, so a stage that wants 64
-        # threads gets there in three steps.  A stage that computes doubles.
+        # A waiting stage costs little per thread and often wants many: x4 steps, x8
+        # while the last paid off in full (64 threads in three steps).  Computing: x2.
         factor = 2
         if not t.computes:
             factor = 8 if t.last_gain >= LINEAR_GAIN * 2 else 4
