@@ -34,7 +34,6 @@ from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
 from ._tuning import (
     BUSY,
-    CLEAR_GAIN,
     CONTENTION,
     GAIN,
     LINEAR_GAIN,
@@ -195,8 +194,7 @@ class Tuner:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
         On two windows' mean rate (None: the first looked hopeful), as one window
-        on a busy machine can rise by chance; one far beyond noise (CLEAR_GAIN)
-        is enough.  The busy workers must rise by GAIN too (else the new ones only
+        on a busy machine can rise by chance (even by half).  The busy workers must rise by GAIN too (else the new ones only
         waited: for input, room, or the GIL), and a thread stage using CPU must
         keep its CPU share (SERIAL), else its threads waited for each other.
         """
@@ -207,11 +205,13 @@ class Tuner:
             trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
         )
         trial.rates.append(rate)
-        clear = rate >= trial.base * CLEAR_GAIN  # far beyond a noisy window: no need to confirm
-        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok and not clear:
+        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok:
             return None
         rate = sum(trial.rates) / len(trial.rates)
-        if rate >= trial.base * GAIN and cpu_ok:
+        # A big step (x4, x8) must pay off at a quarter of its size: noise never does.
+        step = stage.workforce.size / trial.size if trial.size else 2.0
+        need = max(GAIN, 1 + (step - 1) / 4) if trial.executor == stage.executor_name else GAIN
+        if rate >= trial.base * need and cpu_ok:
             if trial.executor != stage.executor_name:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
@@ -244,7 +244,7 @@ class Tuner:
             f"auto: {trial.executor} x{trial.size} ({'computes' if t.computes else 'waits'}; "
             f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}"
             f"{'' if cpu_ok else ' while its workers mostly waited (each other, the GIL, or the stages around it)'}, "
-            f"under the x{GAIN:.2f} needed, so it was undone)"
+            f"under the x{need:.2f} needed, so it was undone)"
         )
         return trial.base
 

@@ -13,7 +13,6 @@ from ._stage import StageRuntime
 
 __all__ = [
     "BUSY",
-    "CLEAR_GAIN",
     "COMPUTES",
     "CONTENTION",
     "GAIN",
@@ -41,7 +40,6 @@ MAX_WINDOW_S = 3.0  # ... unless items are that slow
 SETTLE_S = 0.05  # after a resize, before measuring: buffers refill, threads start
 WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
-CLEAR_GAIN = 1.5  # ... and kept after one window when it rose this much (no noise does that)
 LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this well is followed by x8
 SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
 SHIFTED = 3
