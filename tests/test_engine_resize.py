@@ -121,6 +121,7 @@ def test_stats_show_current_concurrency_and_threads_follow() -> None:
         assert list(p) == list(range(50))
 
 
+@pytest.mark.thread_unsafe  # counts the process's threads, which other tests start too
 def test_shrunk_threads_retire() -> None:
     def fn(x: int) -> int:
         time.sleep(0.001)

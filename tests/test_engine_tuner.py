@@ -21,6 +21,10 @@ from ftpipe._runtime import gil_enabled, usable_cores
 CORES = usable_cores()
 
 
+# The tuner measures throughput: four copies at once (tests-parallel) measure each other.
+pytestmark = pytest.mark.thread_unsafe
+
+
 def watch(
     pipeline: ftpipe.Pipeline, stage: str, until: Callable[[list[int]], bool], limit: float
 ) -> list[int]:
