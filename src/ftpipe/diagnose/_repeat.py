@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ._records import Configuration, Curve, Point
+from ._records import Configuration, Curve
+from ._shape import rounds_range
 from ._sweep import SweepSettings
 
 __all__ = ["Reading", "disagreement", "repeat_plan", "repeated_label"]
@@ -43,25 +44,14 @@ class Reading:
         return f"{self.speedup:.2f}x (rounds {self.low:.2f}x to {self.high:.2f}x)"
 
 
-def _rates(p: Point) -> tuple[float, float]:
-    """The range of ``p``'s rounds, less the most extreme one at each end when there are 4+."""
-    xs = sorted(p.samples)
-    if len(xs) < 2:
-        half = p.spread / 2 * p.items_per_s
-        return p.items_per_s - half, p.items_per_s + half
-    if len(xs) >= 4:
-        xs = xs[1:-1]
-    return xs[0], xs[-1]
-
-
 def reading(curve: Curve, k: int) -> Reading | None:
     """The speedup of ``curve`` at ``k`` with its range; None where it lacks either point."""
     one, at = curve.point(1), curve.point(k)
     speedup = curve.speedup_at(k)
     if one is None or at is None or speedup is None:
         return None
-    lo1, hi1 = _rates(one)
-    lok, hik = _rates(at)
+    lo1, hi1 = rounds_range(one)
+    lok, hik = rounds_range(at)
     return Reading(k, speedup, lok / hi1 if hi1 > 0 else 0.0, hik / lo1 if lo1 > 0 else speedup)
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "bounds_variants",
     "compared",
     "ideal_speedup",
+    "rounds_range",
     "shape",
     "unsteady",
 ]
@@ -174,7 +175,7 @@ def unsteady(p: Point) -> bool:
     return mid <= 0 or deviation > UNSTEADY * mid
 
 
-def _range(p: Point) -> tuple[float, float]:
+def rounds_range(p: Point) -> tuple[float, float]:
     """The throughput range of ``p``'s rounds, less the most extreme one at each end."""
     xs = sorted(p.samples)
     if len(xs) < 2:
@@ -211,7 +212,7 @@ def bounds_variants(curve: Curve | None, cores: int) -> list[Curve | None]:
 
 def _bounds(p: Point) -> tuple[float, float]:
     """Where ``p``'s throughput may lie: its rounds' range when they scatter, else its median."""
-    return _range(p) if unsteady(p) else (p.items_per_s, p.items_per_s)
+    return rounds_range(p) if unsteady(p) else (p.items_per_s, p.items_per_s)
 
 
 def best_concurrency(curve: Curve | None, cores: int) -> int:
