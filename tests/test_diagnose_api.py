@@ -72,7 +72,9 @@ def diagnose_robustly(fn: Callable[..., Any], inputs: list[Any], **kwargs: Any) 
     d = ftpipe.diagnose(fn, inputs, **kwargs)
     reason = _declined_for_noise(d)
     if reason:
-        pytest.skip(f"the detector measured a noisy machine twice ({reason}): {first} | {d.explanation}")
+        pytest.skip(
+            f"the detector measured a noisy machine twice ({reason}): {first} | {d.explanation}"
+        )
     return d
 
 
