@@ -156,3 +156,33 @@ def seeded_stage(salt: int, x: Any) -> Any:
     import ftpipe
 
     return [map_value(x, salt), ftpipe.item_seed()]
+
+
+def expand_stage(salt: int, x: Any) -> Any:
+    """0 to 3 outputs for any input (a list counts by its length): a generator stage."""
+    key = x if isinstance(x, int) else len(x) * 7
+    for j in range(key % 4):
+        yield (key * 3 + j + salt) % MOD
+
+
+class SavingSource:
+    """A source that saves its position (``state_dict()`` / ``load_state_dict()``)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.i = 0
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> int:
+        if self.i >= self.n:
+            raise StopIteration
+        self.i += 1
+        return self.i - 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"i": self.i}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.i = state["i"]

@@ -1,9 +1,11 @@
 """Random checkpoints of random resumable pipelines: the pieces add up to one whole run.
 
-Each example builds an ordered pipeline within what checkpoints cover (a list or a
-range of 0-200 items; 1-3 stages among plain functions on 1-4 threads, an async
-function, ``aggregate(k)`` with or without ``drop_last``; optionally ``seed=`` and a
-stage reporting ``ftpipe.item_seed()``), takes ``state_dict()`` after a random
+Each example builds an ordered pipeline within what checkpoints cover (a list, a
+range or a source with ``state_dict()``/``load_state_dict()`` of 0-200 items; 1-4
+stages among plain functions on 1-4 threads, an async function, a generator of 0-3
+outputs per input, a function whose failures are skipped (``on_error="skip"``),
+``aggregate(k)`` with or without ``drop_last``, ``disaggregate`` after an aggregate;
+optionally ``seed=`` and a stage reporting ``ftpipe.item_seed()``), takes ``state_dict()`` after a random
 number of ``next()`` calls (0 and after exhaustion included), resumes with
 ``build(state=...)`` from the same factory, optionally checkpoints again before any
 ``next()``, and resumes from that.  Checked: the concatenation of what every pipeline
@@ -18,7 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from _stage_fns import async_stage, plain_stage, seeded_stage
+from _stage_fns import (
+    SavingSource,
+    async_stage,
+    expand_stage,
+    plain_stage,
+    seeded_stage,
+)
 from _stress_support import bounded
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,7 +39,7 @@ TERMINATION_BOUND_S = 60.0
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str  # plain | async | aggregate | seeded
+    kind: str  # plain | async | aggregate | disaggregate | seeded | expand | skip
     concurrency: int
     size: int  # aggregate only
     drop_last: bool  # aggregate only
@@ -41,7 +49,7 @@ class Stage:
 @dataclass(frozen=True)
 class Spec:
     length: int
-    as_range: bool
+    source: str  # list | range | saving
     seed: int | None
     stages: tuple[Stage, ...]
     cuts: tuple[int, ...]  # next() calls before each checkpoint (clamped to what is left)
@@ -51,10 +59,13 @@ class Spec:
 @st.composite
 def specs(draw: Any, process: bool = False) -> Spec:
     seed = draw(st.one_of(st.none(), st.integers(0, 2**31)))
-    kinds = ["plain", "async", "aggregate"] + (["seeded"] if seed is not None else [])
-    stages = []
-    for _ in range(draw(st.integers(1, 3))):
+    kinds = ["plain", "async", "aggregate", "disaggregate", "expand", "skip"]
+    kinds += ["seeded"] if seed is not None else []
+    stages: list[Stage] = []
+    for _ in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(kinds))
+        if kind == "disaggregate" and (not stages or stages[-1].kind != "aggregate"):
+            kind = "aggregate"  # it flattens lists: only right after an aggregate
         stages.append(
             Stage(
                 kind,
@@ -66,11 +77,15 @@ def specs(draw: Any, process: bool = False) -> Spec:
         )
     if process:
         i = draw(st.integers(0, len(stages) - 1))
-        stages[i] = Stage("plain", stages[i].concurrency, 1, False, process=True)
+        kind = draw(st.sampled_from(["plain", "expand"]))
+        stages[i] = Stage(kind, stages[i].concurrency, 1, False, process=True)
+        for j in range(1, len(stages)):  # disaggregate flattens lists: only after an aggregate
+            if stages[j].kind == "disaggregate" and stages[j - 1].kind != "aggregate":
+                stages[j] = Stage("aggregate", 1, 2, False, process=False)
     cuts = tuple(draw(st.lists(st.integers(0, 210), min_size=1, max_size=3)))
     return Spec(
         length=draw(st.integers(0, 200)),
-        as_range=draw(st.booleans()),
+        source=draw(st.sampled_from(["list", "range", "saving"])),
         seed=seed,
         stages=tuple(stages),
         cuts=cuts,
@@ -79,15 +94,26 @@ def specs(draw: Any, process: bool = False) -> Spec:
 
 
 def factory(spec: Spec) -> ftpipe.PipelineBuilder:
-    source: Any = range(spec.length) if spec.as_range else list(range(spec.length))
+    source: Any = {
+        "list": lambda n: list(range(n)),
+        "range": range,
+        "saving": SavingSource,
+    }[spec.source](spec.length)
     b = ftpipe.PipelineBuilder(seed=spec.seed).add_source(source)
     for i, s in enumerate(spec.stages):
         salt = i + 1
         if s.kind == "aggregate":
             b.aggregate(s.size, drop_last=s.drop_last)
             continue
+        if s.kind == "disaggregate":
+            b.disaggregate()
+            continue
         if s.kind == "plain":
             fn: Any = functools.partial(plain_stage, salt, 0, 0.0)
+        elif s.kind == "skip":
+            fn = functools.partial(plain_stage, salt, 3, 0.0)  # ints with (x + salt) % 3 == 0 fail
+        elif s.kind == "expand":
+            fn = functools.partial(expand_stage, salt)
         elif s.kind == "async":
             fn = functools.partial(async_stage, salt, 0, 0.0)
         else:
@@ -96,6 +122,7 @@ def factory(spec: Spec) -> ftpipe.PipelineBuilder:
             fn,
             concurrency=s.concurrency,
             executor="process" if s.process else None,
+            on_error="skip" if s.kind == "skip" else "raise",
             name=f"s{i}",
         )
     return b

@@ -73,3 +73,46 @@ def odd_only(x: int) -> Any:
 async def async_seeded(x: int) -> tuple[int, int, Any]:
     await asyncio.sleep(0.001 * (x % 3))  # calls finish out of order
     return x, ftpipe.item_seed(), ftpipe.worker_info()
+
+
+def spread(x: int) -> Any:
+    """A generator stage: ``x % 4`` outputs, each with its own item seed."""
+    for j in range(x % 4):
+        yield x, j, ftpipe.item_seed()
+
+
+def not_multiple_of_five(x: Any) -> Any:
+    """Fails on multiples of 5 (for ``on_error="skip"``)."""
+    if x[0] % 5 == 0:
+        raise ValueError(f"{x[0]} is a multiple of 5")
+    return x
+
+
+class Counter:
+    """A source that saves its position: ``state_dict()`` / ``load_state_dict()``.
+
+    It is its own iterator, as the protocol asks: ``state_dict()`` describes the
+    iteration in progress, and ``load_state_dict()`` before ``iter()`` continues it.
+    ``loads`` records what was loaded (to check a resume loaded a snapshot).
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.i = 0
+        self.loads: list[dict[str, int]] = []
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> int:
+        if self.i >= self.n:
+            raise StopIteration
+        self.i += 1
+        return self.i - 1
+
+    def state_dict(self) -> dict[str, int]:
+        return {"i": self.i}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.loads.append(state)
+        self.i = state["i"]

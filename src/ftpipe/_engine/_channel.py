@@ -14,6 +14,12 @@ producer's workers interleave.  Consumers receive values numbered by arrival
 (``seq`` of the first value), which become the sequence numbers of the next
 stage.  One lock per channel, taken once per batch, never while user code
 runs: the price of a hand-off is paid per batch, not per item.
+
+Checkpoints (``track``): an ordered channel also keeps a ledger of
+``(outputs released, producer inputs done)`` at each range it releases, so
+``committed(o)`` says which producer inputs the first ``o`` outputs came from:
+the inputs done, and how many outputs of the next input (a generator stopped
+mid-expansion, a batch put in part) were among them.
 """
 
 from __future__ import annotations
@@ -121,6 +127,10 @@ class Channel:
         self._cutoff: int | None = None  # see cut()
         self._getters: list[_Waker] = []  # consumers sleeping until items arrive
         self._putters: list[_Waker] = []  # producers sleeping until there is room
+        # Checkpoints (see track()): (outputs released, producer inputs done) records,
+        # and outputs still to drop, which a checkpointed run had delivered already.
+        self._ledger: deque[tuple[int, int]] | None = None
+        self._drop = 0
 
     # -- producer side ---------------------------------------------------------------
 
@@ -176,15 +186,55 @@ class Channel:
             self._pending[start] = (end, values)
             self._pending_items += len(values)
         else:
-            self._ready.extend(values)
+            self._release(values)
             if final:
-                self._head = end
+                self._advance(end)
                 while self._head in self._pending:
                     pending_end, pending = self._pending.pop(self._head)
                     self._pending_items -= len(pending)
-                    self._ready.extend(pending)
+                    self._release(pending)
                     assert pending_end is not None
-                    self._head = pending_end
+                    self._advance(pending_end)
+
+    def _release(self, values: list[Any]) -> None:
+        if self._drop:
+            dropped = values[: self._drop]
+            self._drop -= len(dropped)
+            values = values[len(dropped) :]
+        self._ready.extend(values)
+
+    def _advance(self, head: int) -> None:
+        self._head = head
+        if self._ledger is not None:
+            # Outputs still to drop count as not released yet (numbered below 0).
+            self._ledger.append((self._popped + len(self._ready) - self._drop, head))
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def track(self, drop: int = 0) -> None:
+        """Keep the ledger ``committed`` reads; drop the first ``drop`` outputs released.
+
+        Called before the producers start.  ``drop`` outputs of the producer's first
+        inputs were delivered by the run this one resumes: they are made again
+        (from the same inputs) and dropped here, so the ledger starts ``drop`` back.
+        """
+        assert self.ordered, "only an ordered channel maps outputs back to inputs"
+        self._drop = drop
+        self._ledger = deque([(-drop, 0)])
+
+    def committed(self, outputs: int) -> tuple[int, int]:
+        """``(inputs, extra)``: the first ``outputs`` outputs are those of producer inputs
+        before ``inputs`` plus the first ``extra`` outputs of input ``inputs``.
+
+        Forgets what is before: call it with a count that never goes back.
+        """
+        with self._lock:
+            ledger = self._ledger
+            assert ledger is not None, "track() first"
+            while len(ledger) > 1 and ledger[1][0] <= outputs:
+                ledger.popleft()
+            released, head = ledger[0]
+            return head, outputs - released
 
     def add_producer(self) -> bool:
         """Count one more producer (a stage growing); False once the stream ended or stopped.

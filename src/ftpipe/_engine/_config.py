@@ -109,6 +109,8 @@ class StageConfig:
             epoch and this stage's name), or None when the pipeline has no seed.
         position_offset: Added to the stage's input numbers for ``item_seed()``:
             the inputs a checkpointed run had used up (``build(state=...)``).
+        resume_drop: Outputs of the stage's first inputs that the checkpointed run
+            had delivered already: made again and dropped (``build(state=...)``).
     """
 
     name: str
@@ -131,6 +133,7 @@ class StageConfig:
     initargs: tuple[Any, ...] = ()
     seed_key: bytes | None = None
     position_offset: int = 0
+    resume_drop: int = 0
 
     @property
     def executor_name(self) -> str:
@@ -274,6 +277,10 @@ class PipelineConfig:
         seed: The pipeline's seed (``item_seed()``), or None.
         epoch: The epoch the item seeds are derived for.
         start: Outputs a checkpointed run had delivered before this one resumed it.
+        source_offset: The number of the source's first item in this run (a
+            checkpointed run had used up the ones before).
+        source_state: ``(state, skip)`` for a source with ``load_state_dict()``:
+            load ``state``, then skip ``skip`` items (``build(state=...)``).
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
@@ -283,3 +290,5 @@ class PipelineConfig:
     seed: int | None = None
     epoch: int = 0
     start: int = 0
+    source_offset: int = 0
+    source_state: tuple[Any, int] | None = None

@@ -27,6 +27,10 @@ from ._stats import PipelineStats
 __all__ = ["Pipeline", "PipelineIterator"]
 
 
+# Outputs taken between two trims of the checkpoint ledgers (see Channel.track).
+_TRIM_EVERY = 1024
+
+
 class Pipeline:
     """A built pipeline: iterate it for results; ``with`` starts and stops it.
 
@@ -49,6 +53,7 @@ class Pipeline:
         self._run: Run | None = None
         self._local: deque[Any] = deque()
         self._fetched = config.start  # outputs taken from the sink (under the consumer lock)
+        self._trimmed = config.start  # _fetched when the ledgers were last trimmed
 
     @property
     def config(self) -> PipelineConfig:
@@ -129,6 +134,10 @@ class Pipeline:
                 raise StopIteration
             self._fetched += len(values)
             self._local.extend(values[1:])
+            if run.tracked and self._fetched - self._trimmed >= _TRIM_EVERY:
+                # The ledgers forget what is before the consumer (values[0] is its now).
+                self._trimmed = self._fetched
+                self._checkpoint()
             return values[0]
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:
@@ -205,18 +214,29 @@ class Pipeline:
     def state_dict(self) -> dict[str, Any]:
         """Return a checkpoint: ``builder.build(state=...)`` resumes where this pipeline is.
 
-        Call it between two ``next()`` calls of the one consumer.  The resumed
-        pipeline yields exactly what this one would have yielded next, with the
-        same ``item_seed()`` for every item.  It covers ordered pipelines over a
-        sequence source (list, tuple, range, a dataset with ``__len__`` and
-        ``__getitem__``) whose stages are plain (or async) functions and aggregates.
+        Call it between two ``next()`` calls of the one consumer (or after the end,
+        or after ``close()``).  The resumed pipeline yields exactly what this one
+        would have yielded next, with the same ``item_seed()`` for every item.  It
+        covers ordered pipelines of every stage kind and executor over a sequence
+        (list, tuple, range, a dataset with ``__len__`` and ``__getitem__``) or a
+        source with ``state_dict()`` and ``load_state_dict()``; see
+        docs/checkpointing.md.
 
         Raises:
             ValueError: The pipeline is not one of those (the message says why).
         """
         with self._consumer_lock:
-            consumed = self._fetched - len(self._local)
-        return state_of(self._config, consumed)
+            return self._checkpoint()
+
+    def _checkpoint(self) -> dict[str, Any]:
+        consumed = self._fetched - self._config.start - len(self._local)
+        with self._lock:
+            run = self._run
+        if run is None or not run.tracked:
+            return state_of(self._config, consumed, None, None)
+        # Nothing taken yet: the point this run started from, as it was given.
+        outboxes = [stage.outbox for stage in run.stages] if consumed else None
+        return state_of(self._config, consumed, outboxes, run.source.snapshots)
 
     def stats(self) -> PipelineStats:
         """Return a frozen snapshot of per-stage statistics (safe from any thread)."""

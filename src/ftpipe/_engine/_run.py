@@ -38,6 +38,7 @@ from ._resize import resize_stage, switch_executor
 from ._setup import create_executor
 from ._source import Source
 from ._stage import StageRuntime
+from ._state import resumable
 from ._stats import PipelineStats, find_bottleneck, merge
 from ._tuner import Tuner
 from ._workforce import Workforce
@@ -120,6 +121,7 @@ class Run:
         stages = config.stages
         # Serializes resizes and executor switches (the tuner's and the user's).
         self.resize_lock = threading.Lock()
+        self.tracked = resumable(config)  # checkpoints: every stage's channel keeps a ledger
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
             plan = worker_plan(cfg)
@@ -128,6 +130,8 @@ class Run:
                 ordered=cfg.ordered,
                 producers=plan.count,
             )
+            if self.tracked:
+                outbox.track(cfg.resume_drop)
             self.channels.append(outbox)
             workforce = Workforce(cfg.concurrency, plan.count, plan.per_worker)
             stage = StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg), workforce)

@@ -17,13 +17,19 @@ never sits in a chunk while the source waits for the next one.
 
 A source error reaches the consumer after every item taken before it: those go
 into the channel first, then the failure cuts the channel after them.
+
+A source that saves its position (``state_dict()`` / ``load_state_dict()``) in a
+pipeline that can be checkpointed: the thread first loads the checkpoint's state
+and skips the items after it, then takes a snapshot before each chunk
+(``_state.Snapshots``), so a checkpoint can restore the source at any item the
+consumer has not yet had the outputs of.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator
 from itertools import islice
 from time import perf_counter
 from typing import Any
@@ -31,6 +37,7 @@ from typing import Any
 from ._channel import Channel, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._stage import Control, as_stage_error, next_batch
+from ._state import Snapshots, is_stateful_source, resumable
 from ._stats import StageStats, WorkerCounters, merge
 
 __all__ = ["Source"]
@@ -51,6 +58,18 @@ class Source:
         )
         self.channel = Channel(capacity, ordered=False)
         self._counters: WorkerCounters | None = None  # set once the thread started
+        self.snapshots: Snapshots | None = None
+        self._restore = config.source_state
+        if is_stateful_source(self._source) and resumable(config):
+            # The first snapshot: what the run restores, or the source before its
+            # first item (taken here, before the source thread starts iterating).
+            offset = config.source_offset
+            if self._restore is not None:
+                state, skip = self._restore
+                first = (offset - skip, state)
+            else:
+                first = (offset, self._source.state_dict())  # type: ignore[union-attr]
+            self.snapshots = Snapshots(offset, first)
 
     def start(self, control: Control) -> None:
         """Start the thread that feeds the first channel from the source.
@@ -58,13 +77,15 @@ class Source:
         Raises:
             Stopped: The pipeline is stopping already.
         """
-        source, outbox = self._source, self.channel
+        source, outbox, snapshots = self._source, self.channel, self.snapshots
         feeder = _Feeder(outbox, control)
 
         def run() -> None:
             try:
                 if isinstance(source, AsyncIterable):
                     asyncio.run(_feed_async(source, feeder))
+                elif snapshots is not None:
+                    _feed_restorable(source, feeder, snapshots, self._restore)
                 else:
                     _feed(source, feeder)
             except Stopped:
@@ -118,9 +139,37 @@ class _Feeder:
             raise Stopped
 
 
-def _feed(source: Iterable[Any], feeder: _Feeder) -> None:
-    iterator = iter(source)
+def _feed_restorable(
+    source: Any, feeder: _Feeder, snapshots: Snapshots, restore: tuple[Any, int] | None
+) -> None:
+    """``_feed`` for a source that saves its position: restore it, then snapshot each chunk."""
+    if restore is not None:
+        state, skip = restore
+        source.load_state_dict(state)
+        iterator = iter(source)
+        for _ in islice(iterator, skip):  # items after the snapshot the old run had used up
+            pass
+    else:
+        iterator = iter(source)
+
+    def snapshot() -> None:
+        if feeder.seq:  # before the first chunk: the first snapshot (see Source)
+            snapshots.add(feeder.seq, source.state_dict())
+
+    _feed(source, feeder, iterator, snapshot)
+
+
+def _feed(
+    source: Iterable[Any],
+    feeder: _Feeder,
+    iterator: Iterator[Any] | None = None,
+    before_chunk: Callable[[], None] | None = None,
+) -> None:
+    if iterator is None:
+        iterator = iter(source)
     while True:
+        if before_chunk is not None:
+            before_chunk()
         chunk: list[Any] = []
         take = feeder.take
         t0 = perf_counter()

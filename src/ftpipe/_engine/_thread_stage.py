@@ -204,7 +204,7 @@ def aggregate_worker(stage: StageRuntime) -> Callable[[], None]:
 
     def run() -> None:
         group: list[Any] = []
-        seq_end = 0
+        done = seq_end = cut = 0  # inputs before ``done`` are in lists put already
         while True:
             t0 = perf_counter()
             try:
@@ -214,18 +214,23 @@ def aggregate_worker(stage: StageRuntime) -> Callable[[], None]:
             counters.starved += perf_counter() - t0
             counters.items_in += len(items)
             out = []
-            for item in items:
+            for seq_end, item in enumerate(items, seq0 + 1):
                 group.append(item)
                 if len(group) == size:
                     out.append(group)
                     group = []
-            seq_end = seq0 + len(items)
+                    cut = seq_end
+            if not out:
+                continue
             t1 = perf_counter()
-            outbox.put(seq0, seq_end, out)
+            # The range ends after the last full list: a checkpoint's ledger then
+            # counts the inputs of the list still filling as not done.
+            outbox.put(done, cut, out)
+            done = cut
             counters.items_out += len(out)
             counters.blocked += perf_counter() - t1
         if group and not cfg.drop_last:
-            outbox.put(seq_end, seq_end, [group])
+            outbox.put(done, seq_end, [group])
             counters.items_out += 1
 
     return guarded(stage, run)
