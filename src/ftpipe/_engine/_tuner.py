@@ -10,7 +10,7 @@
         a trial pending?  kept if the rate rose by GAIN (or another stage saturated)
         else: the tuned stage busiest (>= BUSY) grows one step (x2; x4-x8 when it
               waits), within max_concurrency, and the usable cores when it computes;
-              a level that did not help (undone) is retried once the rate shifts
+              an undone level is retried when the rate shifts, but not after two undos
         executor="auto", a stage that computes and stopped growing:
               GIL build, its second thread added nothing ─► interpreter, else process
               3.13t, CPU per item rose with threads (contention) ─► process
@@ -141,7 +141,7 @@ class Tuner:
                 shifted += 1
                 if shifted >= SHIFTED:  # the workload changed: what failed may help now
                     for t in self._tuned:
-                        t.failed.clear()
+                        t.forgive()
                     ref, shifted = rate, 0
             else:
                 shifted = 0
@@ -231,7 +231,7 @@ class Tuner:
             )
             return rate
         tried = (stage.executor_name, stage.workforce.size)
-        t.failed.add(tried)
+        t.fail(tried)
         back = None if trial.executor == "thread" else trial.executor
         with self._lock:
             if trial.executor != stage.executor_name:

@@ -41,6 +41,7 @@ SETTLE_S = 0.05  # after a resize, before measuring: buffers refill, threads sta
 WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
 LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this well is followed by x8
+RETRIES = 2  # a level undone this many times is not tried again (see Tuned.forgive)
 SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
 SHIFTED = 3
 BUSY = 0.5  # a stage busy less than this share of its worker time limits nothing
@@ -67,11 +68,25 @@ class Tuned:
 
     stage: StageRuntime
     failed: set[tuple[str, int]] = field(default_factory=set)  # (executor, size): no help
+    undone: dict[tuple[str, int], int] = field(default_factory=dict)  # times each was undone
     cpu_per_item_1: float | None = None  # on threads with one worker
     computes: bool = True
     cpu_share: float = 0.0  # the most CPU / busy time seen on threads
     done_switching: bool = False
     last_gain: float = 0.0  # what the last kept step gave
+
+    def fail(self, level: tuple[str, int]) -> None:
+        """Record that ``level`` (executor, size) was tried and undone."""
+        self.failed.add(level)
+        self.undone[level] = self.undone.get(level, 0) + 1
+
+    def forgive(self) -> None:
+        """The rate shifted: levels undone once may be tried again, once.
+
+        A level undone twice stays out: on a noisy machine the rate shifts often,
+        and retrying every time would go back and forth between two levels.
+        """
+        self.failed = {level for level in self.failed if self.undone[level] >= RETRIES}
 
 
 @dataclass
