@@ -417,3 +417,41 @@ def test_closing_a_pipeline_child_mid_epoch_is_prompt_and_leaves_nothing(tmp_pat
     assert next(results, "ended") == "ended"
     assert _gone({pid, *workers})
     assert not _segments_with(prefix) and not _segments_with(f"ftpipe-{pid}-")
+
+
+def _variable_builder() -> ftpipe.PipelineBuilder:
+    import context_workloads as cw
+
+    return (
+        ftpipe.PipelineBuilder(seed=4)
+        .add_source(range(50))
+        .pipe(cw.spread, concurrency=2, name="spread")
+        .pipe(cw.not_multiple_of_five, on_error="skip", name="skip")
+        .aggregate(3)
+    )
+
+
+def test_a_subprocess_pipeline_checkpoints_where_its_consumer_is_not_where_the_child_is() -> None:
+    """The child runs ahead (buffer_size); the checkpoint is the last item taken's."""
+    with _variable_builder().build() as whole:
+        full = list(whole)
+    with run_in_subprocess(_variable_builder(), buffer_size=8) as sub:
+        assert sub.state_dict()["consumed"] == 0  # before the first item: the start
+        head = [next(sub) for _ in range(5)]
+        time.sleep(0.2)  # the child is well ahead by now: it must not matter
+        state = sub.state_dict()
+    assert state["consumed"] == 5
+    with _variable_builder().build(state=state) as here:
+        assert head + list(here) == full
+    with run_in_subprocess(_variable_builder(), state=state) as there:
+        rest = list(there)
+        assert there.state_dict()["consumed"] == len(full)
+    assert head + rest == full
+
+
+def test_a_subprocess_pipeline_that_cannot_checkpoint_says_why() -> None:
+    builder = ftpipe.PipelineBuilder().add_source(range(9)).pipe(abs, ordered=False)
+    with run_in_subprocess(builder) as sub:
+        next(sub)
+        with pytest.raises(ValueError, match="ordered=False"):
+            sub.state_dict()

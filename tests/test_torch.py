@@ -673,21 +673,31 @@ def _train_until(
     return seen, None
 
 
-@pytest.mark.parametrize("persistent", [True, False])
-@pytest.mark.parametrize("stop", [(0, 0), (0, 3), (0, 7), (0, None), (1, 5)])
+STOPS = [(0, 0), (0, 3), (0, 7), (0, None), (1, 5)]
+
+
+@pytest.mark.parametrize(
+    ("persistent", "in_subprocess", "stop"),
+    [(p, False, stop) for p in (True, False) for stop in STOPS]
+    # In a child that runs ahead of the loop: the checkpoint is the one of the last
+    # batch the loop took, which the child sends along with it.
+    + [(True, True, stop) for stop in STOPS[1:]]
+    + [(False, True, (1, 2))],
+)
 def test_loader_resumed_mid_epoch_sees_the_batches_of_one_that_ran_through(
-    persistent: bool, stop: tuple[int, int | None]
+    persistent: bool, in_subprocess: bool, stop: tuple[int, int | None]
 ) -> None:
-    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+    kw = {"persistent_workers": persistent, "in_subprocess": in_subprocess, "buffer_size": 3}
+    with ft.PipelineLoader(_ckpt_builder, **kw) as loader:
         full, _ = _train_until(loader, range(2))
     assert len(full) == 16  # 30 samples in batches of 4, twice
-    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+    with ft.PipelineLoader(_ckpt_builder, **kw) as loader:
         head, state = _train_until(loader, range(2), stop)  # type: ignore[arg-type]
     assert state is not None and state["epoch"] == stop[0]
     assert (state["pipeline"] is None) == (stop[1] is None)
     # The resumed loop starts at the checkpoint's epoch, or the next one after a whole epoch.
     first = state["epoch"] + (1 if stop[1] is None else 0)
-    with ft.PipelineLoader(_ckpt_builder, persistent_workers=persistent) as loader:
+    with ft.PipelineLoader(_ckpt_builder, **kw) as loader:
         loader.load_state_dict(state)
         assert loader.epoch == stop[0]
         tail, _ = _train_until(loader, range(first, 2))
@@ -708,12 +718,16 @@ def test_loader_state_dict_between_epochs_and_refusals() -> None:
         next(it)
         with pytest.raises(ValueError, match="not a sequence"):
             gen.state_dict()
-    sub = ft.PipelineLoader(_ckpt_builder, in_subprocess=True)
-    with pytest.raises(NotImplementedError, match="in_subprocess"):
-        sub.state_dict()
-    with pytest.raises(NotImplementedError, match="in_subprocess"):
-        sub.load_state_dict({"version": 1, "epoch": 0, "pipeline": None})
-    sub.close()
+    sub = ft.PipelineLoader(
+        lambda: ftpipe.PipelineBuilder().add_source(iter(range(8))).aggregate(2),
+        length=4,
+        in_subprocess=True,
+    )
+    with sub:
+        it = iter(sub)
+        next(it)
+        with pytest.raises(ValueError, match="not a sequence"):
+            sub.state_dict()
 
 
 def test_a_loaded_checkpoint_for_another_epoch_is_dropped_with_a_warning() -> None:

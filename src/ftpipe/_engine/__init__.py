@@ -36,6 +36,7 @@ from ._executor_kinds import (
 from ._hooks import set_diagnostic_hook
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
+from ._state import resumable, resume
 from ._stats import PipelineStats, StageStats
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "executor_kind_names",
     "item_seed",
     "register_executor_kind",
+    "resumable",
+    "resume",
     "set_diagnostic_hook",
     "stop_all_pipelines",
     "worker_info",

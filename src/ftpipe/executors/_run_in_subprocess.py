@@ -20,11 +20,18 @@ class SubprocessPipeline:
     child, reaps it and removes its shared memory.  Not thread-safe: one consumer.
     """
 
-    def __init__(self, config: Any, *, buffer_size: int, start_method: str | None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        buffer_size: int,
+        start_method: str | None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self._child = PipelineChild(
             buffer_size=buffer_size, start_method=start_method, keep_pools=False
         )
-        self._results = self._child.run(config)
+        self._results = self._child.run(config, state)
         self._pid: int = self._results.pid  # type: ignore[assignment]
         self._prefix = self._child.shm_prefix
 
@@ -45,6 +52,15 @@ class SubprocessPipeline:
             self.close()
             raise
 
+    def state_dict(self) -> dict[str, Any]:
+        """A checkpoint after the last item taken: ``run_in_subprocess(builder, state=...)``
+        (or ``builder.build(state=...)``) resumes there; as ``Pipeline.state_dict()``.
+
+        Raises:
+            ValueError: The pipeline cannot be checkpointed (the message says why).
+        """
+        return self._results.state_dict()
+
     def close(self) -> None:
         """Stop the child (if still running), reap it and unlink its shared memory."""
         self._child.close()
@@ -63,6 +79,7 @@ def run_in_subprocess(
     start_method: str | None = None,
     priority: str | None = None,
     cpus: Iterable[int] | None = None,
+    state: dict[str, Any] | None = None,
 ) -> SubprocessPipeline:
     """Run a whole pipeline in one dedicated child process and stream its results back.
 
@@ -82,15 +99,18 @@ def run_in_subprocess(
             itself as it starts, on any POSIX system (per-thread lowering needs
             Linux; a whole process does not).
         cpus: Pin the child to these CPU ids; None: the builder's.
+        state: A checkpoint to resume from (``state_dict()`` of this object or of a
+            ``Pipeline`` built the same way), as ``builder.build(state=...)``.
 
     Returns:
-        An iterator of results that is also a context manager.
+        An iterator of results that is also a context manager; its
+        ``state_dict()`` is the checkpoint after the last result taken.
 
     Raises:
         TypeError: The source, a stage function or a stage executor cannot move
             to a child process (the message names which), or ``buffer_size`` is
-            not an int.
-        ValueError: ``buffer_size`` is below 1, ``start_method`` or ``priority`` is
+            not an int; ``state`` is not a checkpoint.
+        ValueError: ``state`` does not fit the pipeline; ``buffer_size`` is below 1, ``start_method`` or ``priority`` is
             unknown, or ``cpus`` names a CPU this process may not use.
     """
     positive_int(buffer_size, "buffer_size")
@@ -105,4 +125,6 @@ def run_in_subprocess(
             "run_in_subprocess",
         )
         config = dataclasses.replace(config, scheduling=scheduling)
-    return SubprocessPipeline(config, buffer_size=buffer_size, start_method=start_method)
+    return SubprocessPipeline(
+        config, buffer_size=buffer_size, start_method=start_method, state=state
+    )

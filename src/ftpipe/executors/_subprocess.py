@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection
 from time import monotonic
 from typing import Any
 
+from .._engine import Pipeline, resumable, resume
 from .._validate import positive_int
 from . import _segments, _shm
 from ._callables import pickle_config
@@ -90,18 +91,29 @@ class PipelineChild:
         """The name prefix of the child's and this side's segments under ``/dev/shm``."""
         return None if self._proc is None else self._endpoint.prefix[:-1]
 
-    def run(self, builder: Any) -> SubprocessEpoch:
+    def run(self, builder: Any, state: dict[str, Any] | None = None) -> SubprocessEpoch:
         """Run a pipeline (a ``PipelineBuilder`` or its ``config()``) in the child.
 
+        Args:
+            builder: The pipeline.
+            state: A checkpoint (``state_dict()``) to resume from, as ``build(state=)``.
+
         Returns:
-            Its results: an iterator that is also a context manager.
+            Its results: an iterator that is also a context manager; where the
+            pipeline can be checkpointed, its ``state_dict()`` is the checkpoint
+            after the last item taken from it.
 
         Raises:
             TypeError: The source, a stage function or a stage executor cannot
                 move to a child process (the message names which).
+            ValueError: ``state`` does not fit the pipeline.
             RuntimeError: ``close()`` was called.
         """
         config = builder.config() if hasattr(builder, "config") else builder
+        if state is not None:
+            config = resume(config, state)
+        checkpoints = resumable(config)
+        first = Pipeline(config).state_dict() if checkpoints else None  # never started
         blob = pickle_config(config)
         if self._closed:
             raise RuntimeError("this pipeline subprocess was closed; start a new PipelineChild")
@@ -112,13 +124,14 @@ class PipelineChild:
                 self._spawn()
             self._number += 1
             try:
-                self._conn.send_bytes(b"r" + self._endpoint.dumps((self._number, blob)))
+                message = (self._number, blob, checkpoints)
+                self._conn.send_bytes(b"r" + self._endpoint.dumps(message))
                 break
             except OSError:
                 if attempt == 2:
                     raise
         self._open, self._owed = self._number, 0
-        return SubprocessEpoch(self, self._number)
+        return SubprocessEpoch(self, self._number, config if first is None else first)
 
     def close(self) -> None:
         """Stop the child (and its pools), reap it and unlink its shared memory (idempotent)."""
@@ -196,7 +209,7 @@ class PipelineChild:
                 exitcode=code,
             ) from None
         tag, body = message[:1], memoryview(message)[1:]
-        if tag == b"i":
+        if tag in (b"i", b"k"):
             self._owed += 1
             if self._owed >= self._refill:
                 # Credits carry release notices: segments whose arrays died here.
@@ -205,7 +218,7 @@ class PipelineChild:
                 except OSError:
                     pass  # the child is gone; its last messages (or EOF) come next
                 self._owed = 0
-            return self._endpoint.loads(body)
+            return self._endpoint.loads(body)  # b"k": (item, checkpoint)
         self._open = None
         if tag == b"e":
             exc, tb = self._endpoint.loads(body)
@@ -220,11 +233,14 @@ class SubprocessEpoch:
     child; the child stays for the next run.
     """
 
-    def __init__(self, child: PipelineChild, number: int) -> None:
+    def __init__(self, child: PipelineChild, number: int, state: Any) -> None:
         self._child = child
         self._number = number
         self._pid = child.pid
         self._done = False
+        # The checkpoint after the last item taken (a dict), or the config that
+        # cannot be checkpointed (state_dict() says why).
+        self._state = state
 
     @property
     def pid(self) -> int | None:
@@ -238,10 +254,24 @@ class SubprocessEpoch:
         if self._done:
             raise StopIteration
         try:
-            return self._child._next(self._number)
+            got = self._child._next(self._number)
         except BaseException:
             self._done = True
             raise
+        if isinstance(self._state, dict):
+            got, self._state = got
+        return got
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pipeline's checkpoint after the last item taken (``Pipeline.state_dict()``).
+
+        Raises:
+            ValueError: The pipeline cannot be checkpointed (the message says why).
+        """
+        if not isinstance(self._state, dict):
+            Pipeline(self._state).state_dict()  # raises, saying why
+        state: dict[str, Any] = self._state
+        return state
 
     def close(self) -> None:
         """Stop this pipeline (the child stays; the next run reads what it still sent)."""

@@ -3,14 +3,16 @@
 ::
 
     parent                           reader thread (owns recv)         main thread
-    b"r" + (n, config pickle) ─────► inbox ──────────────────────────► epoch n: Pipeline(config),
-                                                                        send items while credit lasts
+    b"r" + (n, config pickle, ─────► inbox ──────────────────────────► epoch n: Pipeline(config),
+            checkpoints)                                                send items while credit lasts
     b"c" + (n, credits) ───────────► inbox ──────────────────────────► credits (if still epoch n);
                                                                         frees released segments
     b"s" + n  (stop epoch n) ──────► close epoch n's pipeline, wake ──► leaves `with pipeline`
     b""  (stop the child) ─────────► close the pipeline, CLOSE ───────► stops its pools, exits
                ◄──────────────────────────────────────────────────────  b"i" + item, then one of
                                                                         b"e" + error | b"d" (done)
+                                                   (checkpoints: b"k" + (item, the pipeline's
+                                                    state_dict() right after taking it))
 
 Every epoch ends with exactly one b"e" or b"d", also a stopped one: the parent
 reads up to it before it sends the next config, so nothing the child sends
@@ -149,8 +151,8 @@ def pipeline_main(conn: Connection, prefix: str, credits: int, persistent: bool)
             while True:
                 message = _take(epochs.inbox, block=True)
                 if message[:1] == b"r":
-                    number, blob = transport.loads(memoryview(message)[1:])
-                    _run_epoch(conn, transport, epochs, pools, number, blob, credits)
+                    number, blob, checkpoints = transport.loads(memoryview(message)[1:])
+                    _run_epoch(conn, transport, epochs, pools, number, blob, credits, checkpoints)
                 elif message[:1] == b"c":  # late credit for an epoch that ended: notices only
                     transport.loads(memoryview(message)[1:])
         finally:
@@ -191,6 +193,7 @@ def _run_epoch(
     number: int,
     blob: bytes,
     credits: int,
+    checkpoints: bool = False,
 ) -> None:
     """Run epoch ``number``; its end marker goes out once its pipeline is closed.
 
@@ -209,7 +212,7 @@ def _run_epoch(
             pipeline = Pipeline(config)
             with pipeline:
                 if epochs.begin(number, pipeline):
-                    _stream(conn, transport, epochs, pipeline, number, credits)
+                    _stream(conn, transport, epochs, pipeline, number, credits, checkpoints)
     except (_ParentGone, _Terminated, _Closing):
         raise
     except BaseException as exc:
@@ -226,8 +229,14 @@ def _stream(
     pipeline: Pipeline,
     number: int,
     credits: int,
+    checkpoints: bool,
 ) -> None:
-    """Send the pipeline's items while there is credit, until it ends or is stopped."""
+    """Send the pipeline's items while there is credit, until it ends or is stopped.
+
+    With ``checkpoints``, each item goes with the pipeline's checkpoint right after
+    it was taken: the parent's ``state_dict()`` is then the one of the last item its
+    consumer took, however far ahead the child runs.
+    """
     for item in pipeline:
         # Read credits (or a stop) without blocking; block only when out of credit.
         while not epochs.stopped(number) and (credits == 0 or not epochs.inbox.empty()):
@@ -238,6 +247,9 @@ def _stream(
                 credits += more if epoch == number else 0
         if epochs.stopped(number):
             return
-        _send(conn, b"i" + transport.dumps(item))
+        if checkpoints:
+            _send(conn, b"k" + transport.dumps((item, pipeline.state_dict())))
+        else:
+            _send(conn, b"i" + transport.dumps(item))
         credits -= 1
         del item

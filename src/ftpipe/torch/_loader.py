@@ -199,7 +199,7 @@ class PipelineLoader:
                 self._pools = PersistentPools()
             child, pools = self._child, self._pools
         if child is not None:
-            epoch_iter = EpochIterator(child.run(builder), epoch, keep=child)
+            epoch_iter = EpochIterator(child.run(builder, state), epoch, keep=child)
         else:
             assert pools is not None
             pipeline = builder.build(state=state)
@@ -224,9 +224,7 @@ class PipelineLoader:
 
         Raises:
             ValueError: The epoch's pipeline cannot be checkpointed (the message says why).
-            NotImplementedError: With ``in_subprocess`` (the child's pipeline is out of reach).
         """
-        self._refuse_in_subprocess("state_dict")
         with self._lock:
             epoch, current = self._epoch, self._current
         epoch_iter = current() if current is not None else None
@@ -246,7 +244,6 @@ class PipelineLoader:
             TypeError: ``state`` is not from ``PipelineLoader.state_dict()``.
             NotImplementedError: With ``in_subprocess``.
         """
-        self._refuse_in_subprocess("load_state_dict")
         if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
             raise TypeError(
                 "load_state_dict: expected a dict from PipelineLoader.state_dict(), "
@@ -256,13 +253,6 @@ class PipelineLoader:
         self.set_epoch(epoch)
         with self._lock:
             self._resume = None if pipeline is None else (epoch, pipeline)
-
-    def _refuse_in_subprocess(self, what: str) -> None:
-        if self._in_subprocess:
-            raise NotImplementedError(
-                f"PipelineLoader.{what}(): not supported with in_subprocess=True (the epoch's "
-                "pipeline runs in the child, ahead of the loop); use in_subprocess=False"
-            )
 
     def _end_last_epoch(self) -> None:
         with self._lock:
