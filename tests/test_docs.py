@@ -58,6 +58,7 @@ def test_the_docs_have_runnable_examples() -> None:
         "diagnostic-mode.md",
         "dask.md",
         "training.md",
+        "checkpointing.md",
         "api.md",
     }
 
