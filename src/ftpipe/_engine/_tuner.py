@@ -35,6 +35,7 @@ from ._stage import StageRuntime
 from ._tuning import (
     BUSY,
     CONTENTION,
+    EVEN,
     GAIN,
     LINEAR_GAIN,
     MAX_WINDOW_S,
@@ -45,12 +46,15 @@ from ._tuning import (
     SETTLE_S,
     SHIFT,
     SHIFTED,
+    STRONG,
     USES_CPU,
+    WAITED,
     WARM_UP_S,
     Sample,
     Trial,
     Tuned,
     classify,
+    note,
     sample,
 )
 
@@ -132,8 +136,10 @@ class Tuner:
                 judged = self._judge(trial, rate, cpu, busy, max(others, default=0) >= SATURATED)
                 if judged is None:
                     continue  # it helped once: one more window to confirm it
-                ref, trial = judged, None
-                continue
+                now = (trial.tuned.stage.workforce.size, trial.tuned.stage.executor_name)
+                kept, ref, trial = now != (trial.size, trial.executor), judged, None
+                if not kept:  # the window measured the undone level; else, as they are now:
+                    continue  # the next step is chosen from it, no window spent waiting
             if ref is None:
                 ref = rate
             moved = abs(rate / ref - 1) > SHIFT if ref > 0 else rate > 0
@@ -164,7 +170,7 @@ class Tuner:
     def _measure(self) -> tuple[float, dict[int, tuple[Sample, float]], float] | None:
         """Wait one window; return the pipeline's rate and each stage's deltas, share busy."""
         last = self._stages[-1]
-        need = max(MIN_ITEMS, last.inbox.capacity // 2)
+        need = MIN_ITEMS
         before = {s.index: sample(s) for s in self._stages}
         t0 = perf_counter()
         if self._stopped.wait(MIN_WINDOW_S):
@@ -193,10 +199,10 @@ class Tuner:
     ) -> float | None:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
-        On two windows' mean rate (None: the first looked hopeful), as one window
-        on a busy machine can rise by chance (even by half).  The busy workers must rise by GAIN too (else the new ones only
-        waited: for input, room, or the GIL), and a thread stage using CPU must
-        keep its CPU share (SERIAL), else its threads waited for each other.
+        On two windows' mean rate (None: the first looked hopeful), as one window on a
+        busy machine can rise by chance (even by half), unless it rose by STRONG.  The
+        busy workers must rise by GAIN too (else the new ones only waited: for input,
+        room, or the GIL), and a thread stage using CPU must keep its CPU share (SERIAL).
         """
         t, stage = trial.tuned, trial.tuned.stage
         base = trial.base_cpu
@@ -205,30 +211,25 @@ class Tuner:
             trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
         )
         trial.rates.append(rate)
-        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok:
-            return None
-        rate = sum(trial.rates) / len(trial.rates)
         # A big step (x4, x8) must pay off at a quarter of its size: noise never does.
         step = stage.workforce.size / trial.size if trial.size else 2.0
         need = max(GAIN, 1 + (step - 1) / 4) if trial.executor == stage.executor_name else GAIN
+        # One window confirms only a gain noise never gives (STRONG); else a second one.
+        sure = rate >= trial.base * max(need, STRONG)
+        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok and not sure:
+            return None
+        rate = sum(trial.rates) / len(trial.rates)
         if rate >= trial.base * need and cpu_ok:
             if trial.executor != stage.executor_name:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
             t.last_gain = gain if trial.executor == stage.executor_name else 0.0
-            stage.tuning = (
-                f"auto: {stage.executor_name} x{stage.workforce.size} "
-                f"({'computes' if t.computes else 'waits'}; the last step gave x{gain:.2f}, "
-                f"{rate:.0f} items/s)"
-            )
+            stage.tuning = note(t, f"the last step gave x{gain:.2f}, {rate:.0f} items/s")
             return rate
-        if other_limits and trial.executor == stage.executor_name and rate >= trial.base:
+        if other_limits and trial.executor == stage.executor_name and rate >= trial.base * EVEN:
             # Another stage saturated: keep the step (within its cap) and grow that one
             # next, so both gain together instead of each step alone looking useless.
-            stage.tuning = (
-                f"auto: {stage.executor_name} x{stage.workforce.size} "
-                f"({'computes' if t.computes else 'waits'}; kept while another stage limits)"
-            )
+            stage.tuning = note(t, "kept while another stage limits")
             return rate
         tried = (stage.executor_name, stage.workforce.size)
         t.fail(tried)
@@ -240,12 +241,9 @@ class Tuner:
             else:
                 self._resize(stage, trial.size)
         self._record(stage)
-        stage.tuning = (
-            f"auto: {trial.executor} x{trial.size} ({'computes' if t.computes else 'waits'}; "
-            f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}"
-            f"{'' if cpu_ok else ' while its workers mostly waited (each other, the GIL, or the stages around it)'}, "
-            f"under the x{need:.2f} needed, so it was undone)"
-        )
+        gave = f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}"
+        why = f"{'' if cpu_ok else WAITED}, under the x{need:.2f} needed, so it was undone"
+        stage.tuning = note(t, gave + why)
         return trial.base
 
     def _next_step(

@@ -15,6 +15,7 @@ __all__ = [
     "BUSY",
     "COMPUTES",
     "CONTENTION",
+    "EVEN",
     "GAIN",
     "LINEAR_GAIN",
     "MAX_WINDOW_S",
@@ -25,21 +26,26 @@ __all__ = [
     "SETTLE_S",
     "SHIFT",
     "SHIFTED",
+    "STRONG",
     "USES_CPU",
     "WARM_UP_S",
     "Sample",
     "Trial",
     "Tuned",
+    "WAITED",
     "classify",
+    "note",
     "sample",
 ]
 
 MIN_WINDOW_S = 0.2  # a measurement lasts at least this long ...
-MIN_ITEMS = 16  # ... and sees at least this many items (or half a buffer, if more)
+MIN_ITEMS = 16  # ... and sees at least this many items
 MAX_WINDOW_S = 3.0  # ... unless items are that slow
 SETTLE_S = 0.05  # after a resize, before measuring: buffers refill, threads start
 WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
+STRONG = 2.0  # ... over two windows, or over one when it rose this much (noise never doubles it)
+EVEN = 0.95  # a step that kept at least this rate while another stage saturated is kept
 LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this well is followed by x8
 RETRIES = 2  # a level undone this many times is not tried again (see Tuned.forgive)
 SHIFT = 0.25  # the rate moved this much (SHIFTED windows running): retry what failed
@@ -101,6 +107,16 @@ class Trial:
     base_busy: float = 0.0  # the stage's busy workers before (busy share x size)
     warm_from: int | None = None  # a switch: the new workers' counters start here
     rates: list[float] = field(default_factory=list)  # the pipeline's rate in each window since
+
+
+WAITED = " while its workers mostly waited (each other, the GIL, or the stages around it)"
+
+
+def note(t: Tuned, why: str) -> str:
+    """The stage's ``tuning`` note: where it is now, what it does, and ``why``."""
+    stage = t.stage
+    does = "computes" if t.computes else "waits"
+    return f"auto: {stage.executor_name} x{stage.workforce.size} ({does}; {why})"
 
 
 def sample(stage: StageRuntime) -> Sample:
