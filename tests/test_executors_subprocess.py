@@ -435,7 +435,7 @@ def test_a_subprocess_pipeline_checkpoints_where_its_consumer_is_not_where_the_c
     """The child runs ahead (buffer_size); the checkpoint is the last item taken's."""
     with _variable_builder().build() as whole:
         full = list(whole)
-    with run_in_subprocess(_variable_builder(), buffer_size=8) as sub:
+    with run_in_subprocess(_variable_builder(), buffer_size=8, checkpoints=True) as sub:
         assert sub.state_dict()["consumed"] == 0  # before the first item: the start
         head = [next(sub) for _ in range(5)]
         time.sleep(0.2)  # the child is well ahead by now: it must not matter
@@ -443,7 +443,7 @@ def test_a_subprocess_pipeline_checkpoints_where_its_consumer_is_not_where_the_c
     assert state["consumed"] == 5
     with _variable_builder().build(state=state) as here:
         assert head + list(here) == full
-    with run_in_subprocess(_variable_builder(), state=state) as there:
+    with run_in_subprocess(_variable_builder(), state=state, checkpoints=True) as there:
         rest = list(there)
         assert there.state_dict()["consumed"] == len(full)
     assert head + rest == full
@@ -451,7 +451,11 @@ def test_a_subprocess_pipeline_checkpoints_where_its_consumer_is_not_where_the_c
 
 def test_a_subprocess_pipeline_that_cannot_checkpoint_says_why() -> None:
     builder = ftpipe.PipelineBuilder().add_source(range(9)).pipe(abs, ordered=False)
-    with run_in_subprocess(builder) as sub:
+    with run_in_subprocess(builder, checkpoints=True) as sub:
         next(sub)
         with pytest.raises(ValueError, match="ordered=False"):
+            sub.state_dict()
+    with run_in_subprocess(ftpipe.PipelineBuilder().add_source(range(9))) as sub:
+        next(sub)
+        with pytest.raises(ValueError, match="pass checkpoints=True"):
             sub.state_dict()

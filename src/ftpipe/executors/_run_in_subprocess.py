@@ -27,11 +27,12 @@ class SubprocessPipeline:
         buffer_size: int,
         start_method: str | None,
         state: dict[str, Any] | None = None,
+        checkpoints: bool = False,
     ) -> None:
         self._child = PipelineChild(
             buffer_size=buffer_size, start_method=start_method, keep_pools=False
         )
-        self._results = self._child.run(config, state)
+        self._results = self._child.run(config, state, checkpoints)
         self._pid: int = self._results.pid  # type: ignore[assignment]
         self._prefix = self._child.shm_prefix
 
@@ -80,6 +81,7 @@ def run_in_subprocess(
     priority: str | None = None,
     cpus: Iterable[int] | None = None,
     state: dict[str, Any] | None = None,
+    checkpoints: bool = False,
 ) -> SubprocessPipeline:
     """Run a whole pipeline in one dedicated child process and stream its results back.
 
@@ -103,8 +105,9 @@ def run_in_subprocess(
             ``Pipeline`` built the same way), as ``builder.build(state=...)``.
 
     Returns:
-        An iterator of results that is also a context manager; its
-        ``state_dict()`` is the checkpoint after the last result taken.
+        An iterator of results that is also a context manager; with
+        ``checkpoints``, its ``state_dict()`` is the checkpoint after the last
+        result taken.
 
     Raises:
         TypeError: The source, a stage function or a stage executor cannot move
@@ -126,5 +129,9 @@ def run_in_subprocess(
         )
         config = dataclasses.replace(config, scheduling=scheduling)
     return SubprocessPipeline(
-        config, buffer_size=buffer_size, start_method=start_method, state=state
+        config,
+        buffer_size=buffer_size,
+        start_method=start_method,
+        state=state,
+        checkpoints=checkpoints,
     )

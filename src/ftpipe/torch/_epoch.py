@@ -71,7 +71,7 @@ def start_epoch(
     if in_subprocess:
         from ..executors import run_in_subprocess
 
-        return run_in_subprocess(builder, buffer_size=buffer_size, state=state)
+        return run_in_subprocess(builder, buffer_size=buffer_size, state=state, checkpoints=True)
     pipeline = builder.build(state=state)
     pipeline.start()
     return pipeline
