@@ -217,3 +217,16 @@ def test_a_checkpoint_at_the_end_resumes_to_nothing() -> None:
         state = pipeline.state_dict()
     assert state["consumed"] == 26
     assert _rest(_builder(), state) == []
+
+
+def test_a_checkpoint_after_close_counts_only_what_the_consumer_had() -> None:
+    """The sink hands outputs over in batches; those not yet taken when the pipeline
+    closes were never the consumer's, so a checkpoint after close() resumes at them."""
+    with _variable(range(60)).build() as whole:
+        full = list(whole)
+    pipeline = _variable(range(60)).build()
+    head = _take(pipeline, 3)
+    pipeline.close()
+    state = pipeline.state_dict()
+    assert state["consumed"] == 3
+    assert head + _rest(_variable(range(60)), state) == full

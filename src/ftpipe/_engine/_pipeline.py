@@ -162,7 +162,11 @@ class Pipeline:
                 self._state = "finished"
                 return
         self._finish()
-        self._local.clear()
+        with self._consumer_lock:
+            # Outputs taken from the sink that the consumer never had: a checkpoint
+            # taken after close() must not count them as consumed.
+            self._fetched -= len(self._local)
+            self._local.clear()
 
     def resize(self, stage: str, n: int) -> None:
         """Give the running stage ``stage`` ``n`` workers (or calls in flight, for async).
