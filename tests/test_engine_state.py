@@ -230,3 +230,37 @@ def test_a_checkpoint_after_close_counts_only_what_the_consumer_had() -> None:
     state = pipeline.state_dict()
     assert state["consumed"] == 3
     assert head + _rest(_variable(range(60)), state) == full
+
+
+class _Dataset:
+    """A dataset with ``__len__``, ``__getitem__`` and ``__iter__``, not a ``Sequence``."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __iter__(self) -> Any:
+        return (self[i] for i in range(self.n))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        if not 0 <= i < self.n:
+            raise IndexError(i)
+        return i
+
+
+def test_a_dataset_with_len_and_getitem_resumes_like_a_sequence() -> None:
+    with _variable(_Dataset(50)).build() as whole:
+        full = list(whole)
+    with _variable(range(50)).build() as from_a_range:
+        assert list(from_a_range) == full
+    with _variable(_Dataset(50)).build() as pipeline:
+        head = _take(pipeline, 11)
+        state = pipeline.state_dict()
+    assert "state" not in state["source"]  # sliced, not restored
+    assert head + _rest(_variable(_Dataset(50)), state) == full
+    _refused(
+        ftpipe.PipelineBuilder().add_source({1: 2, 3: 4}).pipe(cw.info, name="s"),
+        r"the source \(dict\) is not a sequence",
+    )

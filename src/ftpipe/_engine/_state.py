@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, Iterator, Sequence
+from collections.abc import AsyncIterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +40,7 @@ __all__ = [
     "STATE_VERSION",
     "Snapshots",
     "check_resumable",
+    "is_sequence",
     "is_stateful_source",
     "resumable",
     "resume",
@@ -49,13 +50,26 @@ __all__ = [
 STATE_VERSION = 2
 
 
+def is_sequence(source: object) -> bool:
+    """Whether ``source`` can be sliced: a ``Sequence``, or a dataset with ``__len__`` and
+    ``__getitem__`` (a map-style dataset need not subclass ``Sequence``); not a mapping
+    or a string.
+    """
+    if isinstance(source, str | bytes | Mapping):
+        return False
+    kind = type(source)
+    return isinstance(source, Sequence) or (
+        hasattr(kind, "__len__") and hasattr(kind, "__getitem__")
+    )
+
+
 def is_stateful_source(source: object) -> bool:
     """Whether ``source`` restores itself: ``state_dict()`` and ``load_state_dict()``.
 
     A sequence is sliced instead, even when it has them.
     """
     return (
-        not isinstance(source, Sequence)
+        not is_sequence(source)
         and callable(getattr(source, "state_dict", None))
         and callable(getattr(source, "load_state_dict", None))
     )
@@ -69,9 +83,7 @@ def _refusal(config: PipelineConfig) -> str:
             "resumed where it was; use a sequence or a source with state_dict() and "
             "load_state_dict()"
         )
-    if isinstance(source, str | bytes) or not (
-        isinstance(source, Sequence) or is_stateful_source(source)
-    ):
+    if not (is_sequence(source) or is_stateful_source(source)):
         return (
             f"the source ({type(source).__name__}) is not a sequence and has no "
             "state_dict()/load_state_dict(), so the pipeline cannot be resumed where it "
@@ -249,9 +261,10 @@ def resume(config: PipelineConfig, state: Any) -> PipelineConfig:
 
 
 class _Tail(Sequence[Any]):
-    """A sequence from item ``start`` on, without copying it."""
+    """A sequence (or a dataset with ``__len__`` and ``__getitem__``) from item ``start``
+    on, without copying it."""
 
-    def __init__(self, items: Sequence[Any], start: int) -> None:
+    def __init__(self, items: Any, start: int) -> None:
         self._items = items
         self._start = min(start, len(items))
 
