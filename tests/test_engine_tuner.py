@@ -255,3 +255,55 @@ def test_a_level_undone_twice_is_not_retried_when_the_rate_shifts() -> None:
     t.fail(("thread", 8))
     t.forgive()
     assert t.failed == {("thread", 64)}  # undone twice: stays out
+
+
+class _FakeWorkforce:
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+class _FakeStage:
+    """What the tuner's judgement reads of a stage, with no threads behind it."""
+
+    def __init__(self, size: int) -> None:
+        self.workforce = _FakeWorkforce(size)
+        self.executor_name = "thread"
+        self.tuning = ""
+        self.config = type("Config", (), {"name": "s"})()
+
+
+def _judge(rates: list[float], *, other_saturated: bool = False) -> tuple[list[Any], int]:
+    """Judge a x2 step (thread x1 -> x2, base rate 100/s) on ``rates``, window by window:
+    the verdicts (None: one more window) and the stage's size after the last."""
+    from ftpipe._engine._tuner import Tuner
+    from ftpipe._engine._tuning import Trial, Tuned
+
+    stage = _FakeStage(2)
+    sizes: list[int] = []
+
+    def resize(s: Any, n: int) -> None:
+        s.workforce.size = n
+        sizes.append(n)
+
+    tuner = Tuner([], threading.Event(), threading.Lock(), lambda *a: None, resize)
+    trial = Trial(Tuned(stage), "thread", 1, 100.0, None, 0.0)  # type: ignore[arg-type]
+    verdicts = [tuner._judge(trial, r, 0.0, 2.0, other_saturated) for r in rates]
+    return verdicts, stage.workforce.size
+
+
+def test_a_step_needs_two_windows_unless_it_doubled_the_rate() -> None:
+    verdicts, size = _judge([150.0, 150.0])
+    assert verdicts[0] is None and verdicts[1] == 150.0 and size == 2  # kept on the mean
+    verdicts, size = _judge([200.0])
+    assert verdicts == [200.0] and size == 2  # a doubling: one window is enough
+    verdicts, size = _judge([150.0, 80.0])
+    assert verdicts[1] == 100.0 and size == 1  # the mean (115/s) is under 1.25x: undone
+
+
+def test_a_step_that_held_the_rate_while_another_stage_saturated_is_kept() -> None:
+    verdicts, size = _judge([97.0], other_saturated=True)
+    assert verdicts == [97.0] and size == 2  # 0.97 of the rate: kept, the other grows next
+    verdicts, size = _judge([97.0], other_saturated=False)
+    assert verdicts == [100.0] and size == 1  # alone, the same step is undone
+    verdicts, size = _judge([90.0], other_saturated=True)
+    assert verdicts == [100.0] and size == 1  # under 0.95 of the rate: undone anyway
