@@ -105,3 +105,16 @@ def test_a_failed_probe_of_the_default_no_gil_configuration_reads_gil_off() -> N
     assert run_probe(forced_on, "m:f", "/x.pkl", SweepSettings((1, 2))).gil_enabled
     stock = Configuration("3.13", "gil-build", sys.executable + "-none", "3.13.0", False, None)
     assert run_probe(stock, "m:f", "/x.pkl", SweepSettings((1, 2))).gil_enabled
+
+
+def test_a_gil_reenabling_import_is_named_even_when_the_repeat_check_noted_after_it() -> None:
+    """The explanation took the last note for the re-enabled GIL's; the repeat check's note
+    comes after it, so the module's name was lost (tests-3.13t-gil caught it in CI)."""
+    first = curve("no-gil", [1, 1.70, 1.7], label="3.13t")
+    stuck = dataclasses.replace(
+        curve("no-gil", [1, 1.0, 1.0], label="3.13t old"), gil_reenabled_by=("oldext",)
+    )
+    gil = curve("gil", [1, 1.0, 1.0], label="3.13t gil=1")
+    d = decide_all(first, gil, stuck, second("3.13t", 1.68))
+    assert any("second process" in n for n in d.notes)  # type: ignore[attr-defined]
+    assert "Importing oldext re-enabled the GIL" in d.explanation  # type: ignore[attr-defined]

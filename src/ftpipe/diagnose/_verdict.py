@@ -222,11 +222,12 @@ def decide(
             "hand-offs in a pipeline) outweigh the work; batch items (aggregate) before this stage"
         )
     reenabled = sorted({m for c in curves for m in c.gil_reenabled_by})
+    gil_note = (
+        "importing " + ", ".join(reenabled) + " re-enabled the GIL on the free-threaded "
+        "build, so that probe ran with the GIL on"
+    )
     if reenabled:
-        notes.append(
-            "importing " + ", ".join(reenabled) + " re-enabled the GIL on the free-threaded "
-            "build, so that probe ran with the GIL on"
-        )
+        notes.append(gil_note)
     if cores < 2:
         verdict, reason = Verdict.INCONCLUSIVE, "only one usable core: scaling cannot be measured"
         n_shape = g_shape = None
@@ -310,8 +311,8 @@ def decide(
         )
     if limited:
         text += f" Limited verdict: missing {missing}."
-    if reenabled:
-        text += " " + notes[-1][0].upper() + notes[-1][1:] + "."
+    if reenabled:  # not notes[-1]: the repeat check may have noted after it
+        text += " " + gil_note[0].upper() + gil_note[1:] + "."
     ft_exec = "thread"
     here_exec = "thread"
     if not (here_free_threaded and here_gil_off):
