@@ -45,12 +45,19 @@ def _in_thread(target: Any, timeout: float = 10.0) -> tuple[bool, list[BaseExcep
     return not thread.is_alive(), raised
 
 
-def _probe_threads_end(timeout: float = 5.0) -> bool:
+def _probe_threads_end(threads: list[threading.Thread] | None = None, timeout: float = 5.0) -> bool:
+    """Whether ``threads`` (by default every probe thread of the process) end in time.
+
+    A test that runs beside copies of itself (pytest-run-parallel) passes the threads it
+    saw: the others' probe threads come and go meanwhile, and one still starting cannot
+    be joined.
+    """
+    if threads is None:
+        threads = [t for t in threading.enumerate() if t.name.startswith("ftpipe-probe-")]
     deadline = time.monotonic() + timeout
-    for t in threading.enumerate():
-        if t.name.startswith("ftpipe-probe-"):
-            t.join(max(0.0, deadline - time.monotonic()))
-    return not [t for t in threading.enumerate() if t.name.startswith("ftpipe-probe-")]
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return not [t for t in threads if t.is_alive()]
 
 
 def test_a_worker_failing_before_the_start_is_reported_not_waited_for() -> None:
@@ -62,7 +69,10 @@ def test_a_worker_failing_before_the_start_is_reported_not_waited_for() -> None:
     ``threading.Barrier(c + 1)`` with no timeout, forever.
     """
 
+    workers: list[threading.Thread] = []
+
     def caller() -> tuple[Callable[[Any], Any], Callable[[], None]]:
+        workers.append(threading.current_thread())
         if threading.current_thread().name == "ftpipe-probe-1":
             raise OSError("too many open files")
         return (lambda x: x), (lambda: None)
@@ -71,7 +81,7 @@ def test_a_worker_failing_before_the_start_is_reported_not_waited_for() -> None:
     assert finished, "_measure hung on its barrier"
     assert len(raised) == 1 and isinstance(raised[0], CallFailed)
     assert isinstance(raised[0].error, OSError) and "too many open files" in str(raised[0])
-    assert _probe_threads_end()
+    assert len(workers) == 3 and _probe_threads_end(workers)
 
 
 @pytest.mark.thread_unsafe(reason="patches threading.Thread.start for the whole process")

@@ -200,6 +200,17 @@ def test_pathological_shared_dict_is_contention_not_blocking() -> None:
     assert verdict(no_gil, gil) in (Verdict.COMPUTE_CONTENTION, Verdict.FT_REGRESSION)
 
 
+def test_a_shared_dict_whose_second_thread_parks_is_a_regression_not_a_lock() -> None:
+    # Seen in CI: 0.65x without the GIL with CPU per item 1.84x and one core busy (the
+    # dict's per-object lock parked a thread), 1.13x with the GIL: the shared object.
+    no_gil = curve("no-gil", [1, 0.65, 0.6], growth=[1, 1.84, 1.9], busy1=0.97)
+    gil = curve("gil", [1, 1.13, 1.1], growth=[1, 0.9, 0.9], busy1=0.93)
+    assert verdict(no_gil, gil) is Verdict.FT_REGRESSION
+    # The same flat curves with CPU per item as a lock's waiters leave it: a lock.
+    no_gil = curve("no-gil", [1, 0.65, 0.6], growth=[1, 1.2, 1.2], busy1=0.97)
+    assert verdict(no_gil, gil) is Verdict.BLOCKING_CONTENTION
+
+
 def test_one_core_is_inconclusive() -> None:
     assert (
         verdict(curve("no-gil", [1, 1, 1]), curve("gil", [1, 1, 1]), cores=1)
