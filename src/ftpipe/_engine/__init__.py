@@ -36,7 +36,7 @@ from ._executor_kinds import (
 from ._hooks import set_diagnostic_hook
 from ._pipeline import Pipeline
 from ._run import stop_all_pipelines
-from ._state import resumable, resume
+from ._state import check_resumable, resume, state_of
 from ._stats import PipelineStats, StageStats
 
 __all__ = [
@@ -51,13 +51,14 @@ __all__ = [
     "StageStats",
     "TuningWarning",
     "WorkerInfo",
+    "check_resumable",
     "executor_kind",
     "executor_kind_names",
     "item_seed",
     "register_executor_kind",
-    "resumable",
     "resume",
     "set_diagnostic_hook",
+    "state_of",
     "stop_all_pipelines",
     "worker_info",
 ]

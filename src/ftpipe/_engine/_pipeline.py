@@ -21,7 +21,7 @@ from .._validate import positive_int
 from ._channel import EndOfStream, Stopped
 from ._config import PipelineConfig
 from ._run import Run
-from ._state import state_of
+from ._state import state_of, trim
 from ._stats import PipelineStats
 
 __all__ = ["Pipeline", "PipelineIterator"]
@@ -137,7 +137,8 @@ class Pipeline:
             if run.tracked and self._fetched - self._trimmed >= _TRIM_EVERY:
                 # The ledgers forget what is before the consumer (values[0] is its now).
                 self._trimmed = self._fetched
-                self._checkpoint()
+                outboxes = [stage.outbox for stage in run.stages]
+                trim(self._config, self._consumed(), outboxes, run.source.snapshots)
             return values[0]
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:
@@ -232,8 +233,12 @@ class Pipeline:
         with self._consumer_lock:
             return self._checkpoint()
 
+    def _consumed(self) -> int:
+        """Outputs the consumer took from this run."""
+        return self._fetched - self._config.start - len(self._local)
+
     def _checkpoint(self) -> dict[str, Any]:
-        consumed = self._fetched - self._config.start - len(self._local)
+        consumed = self._consumed()
         with self._lock:
             run = self._run
         if run is None or not run.tracked:

@@ -115,13 +115,13 @@ class Run:
         self.started = perf_counter()
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
-        self.source = Source(config)
+        self.tracked = resumable(config)  # checkpoints: every stage's channel keeps a ledger
+        self.source = Source(config, tracked=self.tracked)
         self.channels.append(self.source.channel)
         inbox = self.source.channel
         stages = config.stages
         # Serializes resizes and executor switches (the tuner's and the user's).
         self.resize_lock = threading.Lock()
-        self.tracked = resumable(config)  # checkpoints: every stage's channel keeps a ledger
         for i, cfg in enumerate(stages):
             last = i == len(stages) - 1
             plan = worker_plan(cfg)

@@ -2,7 +2,7 @@
 
 ::
 
-    Source(config) ── owns ch0 (sized for the first stage's workers) and the source's stats
+    Source(config, tracked) ── owns ch0 (sized for the first stage's workers) and the source's stats
 
     iterable ──next() x take──► chunk ──put──► ch0        (take grows while next() is cheap)
 
@@ -37,7 +37,7 @@ from typing import Any
 from ._channel import Channel, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._stage import Control, as_stage_error, next_batch
-from ._state import Snapshots, is_stateful_source, resumable
+from ._state import Snapshots, is_stateful_source
 from ._stats import StageStats, WorkerCounters, merge
 
 __all__ = ["Source"]
@@ -46,7 +46,8 @@ __all__ = ["Source"]
 class Source:
     """The pipeline's source: the thread reading the user's iterable, and the channel it feeds."""
 
-    def __init__(self, config: PipelineConfig) -> None:
+    def __init__(self, config: PipelineConfig, *, tracked: bool) -> None:
+        """``tracked``: the run can be checkpointed (a stateful source keeps snapshots)."""
         self._source = config.source
         stages = config.stages
         # The first stage's input holds a batch for each of its workers; with no
@@ -60,7 +61,7 @@ class Source:
         self._counters: WorkerCounters | None = None  # set once the thread started
         self.snapshots: Snapshots | None = None
         self._restore = config.source_state
-        if is_stateful_source(self._source) and resumable(config):
+        if tracked and is_stateful_source(self._source):
             # The first snapshot: what the run restores, or the source before its
             # first item (taken here, before the source thread starts iterating).
             offset = config.source_offset

@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._channel import Channel
-from ._config import PipelineConfig
+from ._config import PipelineConfig, StageConfig
 
 __all__ = [
     "STATE_VERSION",
@@ -45,6 +45,8 @@ __all__ = [
     "resumable",
     "resume",
     "state_of",
+    "trace",
+    "trim",
 ]
 
 STATE_VERSION = 2
@@ -145,6 +147,33 @@ class Snapshots:
             return state, position - taken
 
 
+def trace(
+    stages: Sequence[StageConfig], consumed: int, outboxes: Sequence[Channel]
+) -> tuple[list[list[int]], int]:
+    """Each stage's ``[inputs, drop]`` and the source items drawn, after ``consumed``
+    outputs of this run; the ledgers forget what is before (counts never go back).
+    """
+    positions = [[s.position_offset, s.resume_drop] for s in stages]
+    count = consumed
+    for i in range(len(stages) - 1, -1, -1):
+        inputs, extra = outboxes[i].committed(count)
+        positions[i] = [stages[i].position_offset + inputs, extra]
+        count = inputs
+    return positions, count
+
+
+def trim(
+    config: PipelineConfig,
+    consumed: int,
+    outboxes: Sequence[Channel],
+    snapshots: Snapshots | None,
+) -> None:
+    """Let the ledgers and the source's snapshots forget what the consumer took."""
+    drawn = trace(config.stages, consumed, outboxes)[1] if config.stages else consumed
+    if snapshots is not None:
+        snapshots.at(config.source_offset + drawn)
+
+
 def state_of(
     config: PipelineConfig,
     consumed: int,
@@ -166,12 +195,8 @@ def state_of(
     positions = [[s.position_offset, s.resume_drop] for s in stages]
     source_at = config.source_offset + (0 if stages or outboxes is None else consumed)
     if outboxes is not None and stages:
-        count = consumed
-        for i in range(len(stages) - 1, -1, -1):
-            inputs, extra = outboxes[i].committed(count)
-            positions[i] = [stages[i].position_offset + inputs, extra]
-            count = inputs
-        source_at = config.source_offset + count
+        positions, drawn = trace(stages, consumed, outboxes)
+        source_at = config.source_offset + drawn
     source: dict[str, Any] = {"position": source_at}
     if is_stateful_source(config.source):
         if snapshots is not None:

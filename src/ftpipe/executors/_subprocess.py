@@ -28,7 +28,7 @@ from multiprocessing.connection import Connection
 from time import monotonic
 from typing import Any
 
-from .._engine import Pipeline, resumable, resume
+from .._engine import check_resumable, resume, state_of
 from .._validate import positive_int
 from . import _segments, _shm
 from ._callables import pickle_config
@@ -116,12 +116,20 @@ class PipelineChild:
         config = builder.config() if hasattr(builder, "config") else builder
         if state is not None:
             config = resume(config, state)
-        # The state before the first item (a pipeline never started), the config that
-        # cannot be checkpointed (state_dict() says why), or None: not asked for.
-        first: Any = config if checkpoints else None
-        checkpoints = checkpoints and resumable(config)
+        # The checkpoint before the first item, or why state_dict() has none.
+        first: dict[str, Any] | None = None
+        why_not = (
+            "state_dict(): this pipeline runs without checkpoints; "
+            "pass checkpoints=True to run_in_subprocess (or PipelineChild.run)"
+        )
         if checkpoints:
-            first = Pipeline(config).state_dict()
+            try:
+                check_resumable(config, "state_dict()")
+            except ValueError as refused:
+                why_not = str(refused)
+            else:
+                first = state_of(config, 0, None, None)
+        checkpoints = first is not None
         blob = pickle_config(config)
         if self._closed:
             raise RuntimeError("this pipeline subprocess was closed; start a new PipelineChild")
@@ -139,7 +147,7 @@ class PipelineChild:
                 if attempt == 2:
                     raise
         self._open, self._owed = self._number, 0
-        return SubprocessEpoch(self, self._number, first)
+        return SubprocessEpoch(self, self._number, first, why_not)
 
     def close(self) -> None:
         """Stop the child (and its pools), reap it and unlink its shared memory (idempotent)."""
@@ -241,14 +249,17 @@ class SubprocessEpoch:
     child; the child stays for the next run.
     """
 
-    def __init__(self, child: PipelineChild, number: int, state: Any) -> None:
+    def __init__(
+        self, child: PipelineChild, number: int, first: dict[str, Any] | None, why_not: str
+    ) -> None:
+        """``first``: the checkpoint before the first item, None without checkpoints
+        (then ``why_not`` is ``state_dict()``'s error message)."""
         self._child = child
         self._number = number
         self._pid = child.pid
         self._done = False
-        # The checkpoint after the last item taken (a dict), or the config that
-        # cannot be checkpointed (state_dict() says why).
-        self._state = state
+        self._checkpoint = first  # after the last item taken: each item comes with one
+        self._why_not = why_not
 
     @property
     def pid(self) -> int | None:
@@ -266,8 +277,8 @@ class SubprocessEpoch:
         except BaseException:
             self._done = True
             raise
-        if isinstance(self._state, dict):
-            got, self._state = got
+        if self._checkpoint is not None:
+            got, self._checkpoint = got
         return got
 
     def state_dict(self) -> dict[str, Any]:
@@ -276,15 +287,9 @@ class SubprocessEpoch:
         Raises:
             ValueError: The pipeline cannot be checkpointed (the message says why).
         """
-        if self._state is None:
-            raise ValueError(
-                "state_dict(): this pipeline runs without checkpoints; "
-                "pass checkpoints=True to run_in_subprocess (or PipelineChild.run)"
-            )
-        if not isinstance(self._state, dict):
-            Pipeline(self._state).state_dict()  # raises, saying why
-        state: dict[str, Any] = self._state
-        return state
+        if self._checkpoint is None:
+            raise ValueError(self._why_not)
+        return self._checkpoint
 
     def close(self) -> None:
         """Stop this pipeline (the child stays; the next run reads what it still sent)."""
