@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 import time
 from typing import Any
@@ -60,6 +61,14 @@ def sleepy(seconds: float) -> float:
     """Waits without holding the GIL, like I/O (scales, even past the core count)."""
     time.sleep(seconds)
     return seconds
+
+
+def seeded_noise(n: int) -> float:
+    """An augmentation seeded per item with ftpipe.item_seed(), as the docs advise."""
+    import ftpipe
+
+    rng = random.Random(ftpipe.item_seed())
+    return sum(rng.random() for _ in range(n))
 
 
 def failing(x: Any) -> Any:

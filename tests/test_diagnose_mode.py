@@ -147,6 +147,27 @@ def test_stage_outputs_feed_the_next_stage() -> None:
     assert items == [[[0, 0], [1, 1], [2, 2]], [[3, 3], [4, 4], [5, 5]], [[6, 6], [7, 7], [8, 8]]]
 
 
+def _seeded(x: int) -> tuple[int, int, str | None]:
+    info = ftpipe.worker_info()
+    return x, ftpipe.item_seed(), None if info is None else info.stage
+
+
+def test_a_stage_that_seeds_itself_is_profiled_with_the_pipelines_seeds() -> None:
+    """Diagnostic mode called stage functions outside any stage: item_seed() raised
+    ("only available inside a stage call"), so the stage and every later one went
+    unprofiled, although the pipeline itself ran."""
+    from ftpipe.diagnose._diagnostic_mode import _run_stage
+
+    builder = ftpipe.PipelineBuilder(seed=7, epoch=2).add_source(range(6))
+    builder = builder.pipe(_seeded, name="augment").add_sink()
+    run = _run_stage(builder.config().stages[0], list(range(6)))
+    assert run.error == "" and run.done == 6
+    with builder.build() as pipeline:
+        assert run.outputs == list(pipeline)  # the same seeds, and worker_info() names it
+    with pytest.raises(RuntimeError, match="only available inside a stage call"):
+        ftpipe.item_seed()  # the profiling thread is itself again
+
+
 class _FakeDiagnose:
     """Stands in for ``diagnose``: records what each stage was diagnosed on."""
 

@@ -29,6 +29,27 @@ def test_slow_calls_warm_up_with_one_call_not_three() -> None:
     assert [p.concurrency for p in points] == [1] and points[0].items >= 1
 
 
+def test_a_function_that_seeds_itself_is_measured_with_a_seed_per_input() -> None:
+    """item_seed() raised outside a pipeline, so the detector could not measure a stage
+    function that seeds its augmentation with it (every call failed)."""
+    import ftpipe
+
+    seen: dict[int, set[int]] = {}
+
+    def augment(x: int) -> int:
+        seed = ftpipe.item_seed()
+        seen.setdefault(x, set()).add(seed)  # each worker thread adds to its own input's set
+        return seed
+
+    settings = SweepSettings((1, 2), window_s=0.05, min_rounds=1, max_rounds=1, budget_s=1.0)
+    points = sweep(augment, list(range(8)), settings)
+    assert [p.concurrency for p in points] == [1, 2] and all(p.items > 0 for p in points)
+    assert all(len(seeds) == 1 for seeds in seen.values()), "an input got two seeds"
+    assert len({next(iter(seeds)) for seeds in seen.values()}) == len(seen) == 8
+    with pytest.raises(RuntimeError, match="only available inside a stage call"):
+        ftpipe.item_seed()  # the warm-up's thread is itself again
+
+
 def _in_thread(target: Any, timeout: float = 10.0) -> tuple[bool, list[BaseException]]:
     """Run ``target`` in a daemon thread; return (finished in time, what it raised)."""
     raised: list[BaseException] = []

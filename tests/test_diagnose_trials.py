@@ -96,6 +96,17 @@ def test_trials_run_the_function_through_each_executor() -> None:
     assert by["interpreter"].ok or by["interpreter"].status == "unavailable"
 
 
+@pytest.mark.timeout(120)
+def test_a_function_that_seeds_itself_runs_through_each_executor() -> None:
+    """The trial pipelines had no seed: item_seed() raised in every call."""
+    trials = run_trials(
+        w.seeded_noise, [200] * 8, thread_concurrency=1, pool_concurrency=2, window_s=0.2
+    )
+    by = {t.executor: t for t in trials}
+    assert by["thread"].ok and by["process"].ok, trials
+    assert by["interpreter"].ok or by["interpreter"].status == "unavailable", trials
+
+
 def test_a_function_that_cannot_cross_is_unavailable_there_with_the_reason() -> None:
     trials = run_trials(
         lambda x: x, [1, 2, 3], thread_concurrency=1, pool_concurrency=2, window_s=0.1

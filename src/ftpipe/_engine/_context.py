@@ -9,6 +9,8 @@
         process, a subinterpreter, a Dask worker): enter_chunk .. leave_chunk around the calls;
         pools the stage creates run a StageStart initializer in each worker first, which
         records the worker's index (_local.worker) and runs the user's initializer
+    the detector's calls ── enter_probe(key) .. leave_chunk; set_position(k) before each
+        call: item seeds as in a stage, worker_info() None (not a stage call)
 
     item_seed() = blake2b(position, key=stage_key(seed, epoch, stage name))[:8]
 
@@ -31,10 +33,13 @@ __all__ = [
     "ChunkContext",
     "StageStart",
     "WorkerInfo",
+    "PROBE_KEY",
     "enter_chunk",
+    "enter_probe",
     "item_seed",
     "leave_chunk",
     "positioned",
+    "set_position",
     "set_worker",
     "stage_key",
     "worker_info",
@@ -80,6 +85,11 @@ class ChunkContext(NamedTuple):
 def stage_key(seed: int, epoch: int, stage: str) -> bytes:
     """The key every item seed of one stage is derived with (stable across runs and machines)."""
     return blake2b(f"ftpipe/{seed}/{epoch}/{stage}".encode(), digest_size=16).digest()
+
+
+# The key of the detector's calls: a stage function that seeds itself with item_seed()
+# can be measured outside a pipeline (the seeds differ from a seeded pipeline's).
+PROBE_KEY = stage_key(0, 0, "ftpipe.diagnose")
 
 
 def _derive(key: bytes, position: int) -> int:
@@ -184,6 +194,19 @@ def enter_chunk(ctx: ChunkContext) -> tuple[Any, Any]:
     _local.info = info
     _local.key = ctx.key
     return previous
+
+
+def enter_probe(key: bytes | None = PROBE_KEY) -> tuple[Any, Any]:
+    """Give the calling thread's calls item seeds from ``key`` (with ``set_position``)
+    without making them stage calls; returns what ``leave_chunk`` restores."""
+    previous = (getattr(_local, "info", None), getattr(_local, "key", None))
+    _local.key = key
+    return previous
+
+
+def set_position(position: int) -> None:
+    """Number the input the calling thread calls next (its ``item_seed()``)."""
+    _local.pos = position
 
 
 def leave_chunk(previous: tuple[Any, Any]) -> None:

@@ -38,6 +38,7 @@ from typing import Any, NoReturn
 
 from .._engine import PipelineConfig, PipelineStats, StageConfig, StageKind
 from .._engine._calls import caller
+from .._engine._context import ChunkContext, enter_chunk, leave_chunk, positioned
 from ._diagnosis import Diagnosis
 
 __all__ = ["DiagnosticProfiler"]
@@ -108,8 +109,10 @@ def _run_stage(stage: StageConfig, items: list[Any], budget_s: float = math.inf)
     started = time.perf_counter()
     deadline = started + budget_s
     done = 0
+    # As in the pipeline: worker_info() names the stage, item_seed() gives its seeds.
+    previous = enter_chunk(ChunkContext(stage.name, stage.concurrency, stage.seed_key, 0))
     try:
-        for item in items:
+        for item in positioned(items, 0, stage.seed_key):
             if done and time.perf_counter() >= deadline:
                 break
             done += 1
@@ -129,6 +132,7 @@ def _run_stage(stage: StageConfig, items: list[Any], budget_s: float = math.inf)
                 )
             good.append(item)
     finally:
+        leave_chunk(previous)
         close()
     return _Pass(outputs, good, done, skipped, "", time.perf_counter() - started)
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from .._engine._calls import caller
 from .._engine._config import FnKind, classify_fn
+from .._engine._context import enter_probe, leave_chunk, set_position
 from .._runtime import usable_cores
 from ._records import Point
 
@@ -197,12 +198,14 @@ def _measure(caller: Caller, inputs: Sequence[Any], c: int, window: float) -> _S
             barrier.abort()
             return
         count = 0
-        clock = time.perf_counter
+        clock, at = time.perf_counter, set_position
+        enter_probe()  # item_seed() works (a probe thread: nothing to restore)
         try:
             barrier.wait()
             deadline = deadline_box[0]
             wait0 = _runqueue_wait_ns()
             while True:
+                at(k)
                 call(inputs[k])
                 count += 1
                 k = k + 1 if k + 1 < n else 0
@@ -299,10 +302,12 @@ def sweep(
     cores = usable_cores()
     caller = make_caller(fn)
     call, close = caller()
+    previous = enter_probe()  # this thread may be the user's: restored below
     try:  # warm up (imports, caches) and time one call
         t = time.perf_counter()
         warm = 0
         for k in range(min(3, len(inputs))):
+            set_position(k)
             try:
                 call(inputs[k])
             except Exception as exc:
@@ -312,6 +317,7 @@ def sweep(
                 break  # slow calls: one is enough to time them, and the budget is small
         per_call = (time.perf_counter() - t) / warm
     finally:
+        leave_chunk(previous)
         close()
     # Slow calls get a longer window so that every level still completes ~25 calls.
     window = max(settings.window_s, min(25 * per_call, 4 * settings.window_s))
