@@ -140,7 +140,7 @@ def test_slow_calls_skip_the_trials_and_say_so() -> None:
     import ftpipe
 
     def slow(x: int) -> int:
-        time.sleep(0.45)  # longer than a quick trial's window (0.4 s)
+        time.sleep(0.65)  # longer than a quick trial's two windows (0.3 s each)
         return x
 
     d = ftpipe.diagnose(slow, [1, 2], concurrency=[2], configurations="in-process", quick=True)

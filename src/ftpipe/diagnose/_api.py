@@ -282,9 +282,9 @@ def diagnose(
     )
     decision = judge()
     trials: tuple[ExecutorTrial, ...] = ()
-    window_s = 0.4 if quick else 1.5
+    window_s = 0.3 if quick else 1.0  # each trial measures two such windows
     per_call = min((c.points[0].wall_s_per_item for c in curves if c.ok), default=0.0)
-    if trial_executors and per_call > window_s:
+    if trial_executors and per_call > 2 * window_s:
         # A trial waits for a few calls per executor: with calls this slow that is minutes.
         trial_executors = False
         notes.append(
