@@ -10,6 +10,7 @@ import asyncio
 import os
 import random
 import threading
+import time
 from typing import Any
 
 import ftpipe
@@ -79,6 +80,17 @@ def spread(x: int) -> Any:
     """A generator stage: ``x % 4`` outputs, each with its own item seed."""
     for j in range(x % 4):
         yield x, j, ftpipe.item_seed()
+
+
+def late_seeded(x: Any) -> tuple[Any, int]:
+    """Takes 0-3 ms (by its input, not in input order): completion order is shuffled."""
+    time.sleep((hash(x) * 7919 % 13) / 4000)
+    return x, ftpipe.item_seed()
+
+
+async def async_late_seeded(x: Any) -> tuple[Any, int]:
+    await asyncio.sleep((hash(x) * 7919 % 13) / 4000)
+    return x, ftpipe.item_seed()
 
 
 def not_multiple_of_five(x: Any) -> Any:

@@ -315,13 +315,13 @@ def _identity(x: int) -> int:
     return x
 
 
-@pytest.mark.thread_unsafe(reason="patches ftpipe._engine._channel._wake_all for the whole process")
+@pytest.mark.thread_unsafe(reason="patches ftpipe._engine._channel.wake_all for the whole process")
 def test_ctrl_c_inside_the_consumers_get_does_not_strand_sleeping_workers(monkeypatch):
     """Ctrl-C landing inside ``Channel.get`` left workers asleep forever; close() hung.
 
     _channel.py ``get``: under the lock it takes the whole ``_putters`` list
     (``wake, self._putters = self._putters, []``), releases the lock, then calls
-    ``_wake_all(wake)``.  A KeyboardInterrupt delivered between the two (signal
+    ``wake_all(wake)``.  A KeyboardInterrupt delivered between the two (signal
     handlers run between bytecodes of the main thread) drops that list: those
     producers sleep with no registration, ``stop()`` only wakes registered waiters,
     and ``close()`` (run by ``with`` on the way out) joins them forever.  Seen as a
@@ -332,7 +332,7 @@ def test_ctrl_c_inside_the_consumers_get_does_not_strand_sleeping_workers(monkey
     """
     from ftpipe._engine import _channel
 
-    real = _channel._wake_all
+    real = _channel.wake_all
     main = threading.main_thread()
     fired = threading.Event()
     dropped = []
@@ -354,11 +354,11 @@ def test_ctrl_c_inside_the_consumers_get_does_not_strand_sleeping_workers(monkey
     )
     pipeline.start()
     next(pipeline)
-    monkeypatch.setattr(_channel, "_wake_all", interrupted)
+    monkeypatch.setattr(_channel, "wake_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
         for _ in range(10**6):
             next(pipeline)
-    monkeypatch.setattr(_channel, "_wake_all", real)
+    monkeypatch.setattr(_channel, "wake_all", real)
     assert fired.is_set()
     closer = threading.Thread(target=pipeline.close, daemon=True)
     closer.start()

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
+import context_workloads as cw
 import ftpipe
 import test_executors_workloads as w
 from ftpipe import BrokenWorkerError, run_in_subprocess
@@ -449,11 +450,29 @@ def test_a_subprocess_pipeline_checkpoints_where_its_consumer_is_not_where_the_c
     assert head + rest == full
 
 
+def test_an_unordered_subprocess_pipeline_resumes_with_nothing_lost_or_repeated() -> None:
+    def make() -> ftpipe.PipelineBuilder:
+        return (
+            ftpipe.PipelineBuilder(seed=1)
+            .add_source(range(60))
+            .pipe(cw.late_seeded, concurrency=4, ordered=False, name="late")
+        )
+
+    with make().build() as whole:
+        full = sorted(whole)
+    with run_in_subprocess(make(), checkpoints=True, buffer_size=4) as sub:
+        head = [next(sub) for _ in range(9)]
+        state = sub.state_dict()
+    with run_in_subprocess(make(), state=state) as rest:
+        assert sorted(head + list(rest)) == full
+
+
 def test_a_subprocess_pipeline_that_cannot_checkpoint_says_why() -> None:
-    builder = ftpipe.PipelineBuilder().add_source(range(9)).pipe(abs, ordered=False)
+    builder = ftpipe.PipelineBuilder().add_source(range(9)).pipe(abs, ordered=False, name="a")
+    builder.pipe(abs, ordered=False, name="b")
     with run_in_subprocess(builder, checkpoints=True) as sub:
         next(sub)
-        with pytest.raises(ValueError, match="ordered=False"):
+        with pytest.raises(ValueError, match="stages 'a', 'b' have ordered=False"):
             sub.state_dict()
     with run_in_subprocess(ftpipe.PipelineBuilder().add_source(range(9))) as sub:
         next(sub)

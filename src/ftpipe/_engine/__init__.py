@@ -35,8 +35,9 @@ from ._executor_kinds import (
 )
 from ._hooks import set_diagnostic_hook
 from ._pipeline import Pipeline
+from ._resumable import check_resumable
 from ._run import stop_all_pipelines
-from ._state import check_resumable, resume, state_of
+from ._state import resume, state_of
 from ._stats import PipelineStats, StageStats
 
 __all__ = [

@@ -240,14 +240,19 @@ async def _loop(
                 next_emit += 1
             if next_emit == start:
                 continue
-            span = (start, next_emit)
+            puts = [(start, next_emit, out)]
         else:
-            # Unordered: emit whatever finished (but nothing from inputs at or
-            # after a failure); the channel ignores the span's order.
-            out = [v for seq, r in results.items() if cutoff is None or seq < cutoff for v in r]
+            # Unordered: emit whatever finished (but nothing from inputs at or after
+            # a failure); the channel ignores the spans' order, except to keep each
+            # input's number with its output for checkpoints (Channel.done).
+            finished = [(seq, r) for seq, r in results.items() if cutoff is None or seq < cutoff]
             results.clear()
-            span = (0, 0)
+            if outbox.keeps_lineage:
+                puts = [(seq, seq + 1, r) for seq, r in finished]
+            else:
+                puts = [(0, 0, [v for _, r in finished for v in r])]
         t1 = perf_counter()
-        await putter.call(outbox.put, span[0], span[1], out)
-        counters.items_out += len(out)
+        for start, end, out in puts:
+            await putter.call(outbox.put, start, end, out)
+            counters.items_out += len(out)
         counters.blocked += perf_counter() - t1

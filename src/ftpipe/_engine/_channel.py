@@ -15,19 +15,24 @@ producer's workers interleave.  Consumers receive values numbered by arrival
 stage.  One lock per channel, taken once per batch, never while user code
 runs: the price of a hand-off is paid per batch, not per item.
 
-Checkpoints (``track``): an ordered channel also keeps a ledger of
+Checkpoints (``track``, ``_ledger``): an ordered channel also keeps a ledger of
 ``(outputs released, producer inputs done)`` at each range it releases, so
 ``committed(o)`` says which producer inputs the first ``o`` outputs came from:
 the inputs done, and how many outputs of the next input (a generator stopped
-mid-expansion, a batch put in part) were among them.
+mid-expansion, a batch put in part) were among them.  An unordered channel
+(whose producer makes one output per input) keeps the inputs of each put in
+delivery order instead: ``done(o)``.  A resumed run's ``skip(numbers)`` drops the
+outputs at those numbers as consumers reach them, numbering the rest as before.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from typing import Any
+
+from ._ledger import Ledger, Lineage
+from ._waker import Waker, discard, my_waker, wake_all
 
 __all__ = ["Channel", "EndOfStream", "Stopped"]
 
@@ -38,66 +43,6 @@ class Stopped(Exception):
 
 class EndOfStream(Exception):
     """Raised by ``Channel.get`` once every producer is done and the buffer is empty."""
-
-
-class _Waker:
-    """One thread's wake-up: its waits sleep in the kernel (an eventfd, or a pipe).
-
-    Why not ``threading.Condition``: on the free-threaded build a thread that
-    blocks on a ``threading.Lock`` first calls ``sched_yield`` up to 40 times,
-    and on a busy machine every yield hands the core to another process for a
-    whole time slice; a hand-off then costs milliseconds.  A blocking ``read``
-    sleeps at once, and the kernel wakes the reader as soon as it is written to.
-    Each thread has its own, so a wake-up always reaches the thread it was for.
-    """
-
-    __slots__ = ("_r", "_w")
-
-    def __init__(self) -> None:
-        if hasattr(os, "eventfd"):
-            self._r = self._w = os.eventfd(0, os.EFD_CLOEXEC)
-        else:  # pragma: no cover - non-Linux
-            self._r, self._w = os.pipe()
-
-    def wait(self) -> None:
-        """Sleep until woken (returns at once if a wake-up is already pending)."""
-        if self._r == self._w:
-            os.eventfd_read(self._r)  # reads and resets the counter
-        else:  # pragma: no cover - non-Linux
-            os.read(self._r, 1)
-
-    def wake(self) -> None:
-        if self._r == self._w:
-            os.eventfd_write(self._w, 1)
-        else:  # pragma: no cover - non-Linux
-            os.write(self._w, b"x")
-
-    def __del__(self) -> None:  # runs when the owning thread's locals are cleared
-        os.close(self._r)
-        if self._w != self._r:  # pragma: no cover - non-Linux
-            os.close(self._w)
-
-
-_thread_wakers = threading.local()
-
-
-def _my_waker() -> _Waker:
-    waker: _Waker | None = getattr(_thread_wakers, "waker", None)
-    if waker is None:
-        waker = _thread_wakers.waker = _Waker()
-    return waker
-
-
-def _discard(waiters: list[_Waker], waker: _Waker) -> None:
-    try:
-        waiters.remove(waker)
-    except ValueError:
-        pass
-
-
-def _wake_all(wakers: list[_Waker]) -> None:
-    for waker in wakers:
-        waker.wake()
 
 
 class Channel:
@@ -125,12 +70,14 @@ class Channel:
         self._producers = producers
         self._stopped = False
         self._cutoff: int | None = None  # see cut()
-        self._getters: list[_Waker] = []  # consumers sleeping until items arrive
-        self._putters: list[_Waker] = []  # producers sleeping until there is room
-        # Checkpoints (see track()): (outputs released, producer inputs done) records,
-        # and outputs still to drop, which a checkpointed run had delivered already.
-        self._ledger: deque[tuple[int, int]] | None = None
+        self._getters: list[Waker] = []  # consumers sleeping until items arrive
+        self._putters: list[Waker] = []  # producers sleeping until there is room
+        # Checkpoints (see track()): where outputs came from, the first outputs still to
+        # drop and the numbers of later ones, which a checkpointed run had delivered.
+        self._ledger: Ledger | None = None
+        self._lineage: Lineage | None = None
         self._drop = 0
+        self._holes: deque[int] = deque()
 
     # -- producer side ---------------------------------------------------------------
 
@@ -144,11 +91,11 @@ class Channel:
         Raises:
             Stopped: The pipeline is stopping; the values are dropped.
         """
-        waker: _Waker | None = None
+        waker: Waker | None = None
         while True:
             with self._lock:
                 if waker is not None:
-                    _discard(self._putters, waker)
+                    discard(self._putters, waker)
                 if self._stopped:
                     raise Stopped
                 if self._cutoff is not None and start >= self._cutoff:
@@ -160,10 +107,10 @@ class Channel:
                         # A moved head may open the reordering window for a waiting producer.
                         wake += self._putters
                     break
-                waker = _my_waker()
+                waker = my_waker()
                 self._putters.append(waker)
             self._sleep(waker, self._putters)
-        _wake_all(wake)
+        wake_all(wake)
 
     def _may_put(self, start: int, final: bool) -> bool:
         if not self.ordered:
@@ -180,6 +127,8 @@ class Channel:
     def _insert(self, start: int, end: int, values: list[Any], final: bool) -> None:
         if not self.ordered:
             self._ready.extend(values)
+            if self._lineage is not None:
+                self._lineage.add(start, end, len(values))
         elif start != self._head:
             # Only final ranges arrive out of order: partial output waits until
             # its input is the head (see _may_put).
@@ -207,34 +156,52 @@ class Channel:
         self._head = head
         if self._ledger is not None:
             # Outputs still to drop count as not released yet (numbered below 0).
-            self._ledger.append((self._popped + len(self._ready) - self._drop, head))
+            self._ledger.advance(self._popped + len(self._ready) - self._drop, head)
 
     # -- checkpoints -----------------------------------------------------------------
 
-    def track(self, drop: int = 0) -> None:
-        """Keep the ledger ``committed`` reads; drop the first ``drop`` outputs released.
+    def track(self, drop: int = 0, done: tuple[int, ...] = ()) -> None:
+        """Keep what ``committed`` (ordered) or ``done`` (unordered) reads.
 
-        Called before the producers start.  ``drop`` outputs of the producer's first
-        inputs were delivered by the run this one resumes: they are made again
-        (from the same inputs) and dropped here, so the ledger starts ``drop`` back.
+        Called before the producers start.  Ordered: the first ``drop`` outputs of
+        the producer's first inputs were delivered by the run this one resumes:
+        they are made again (from the same inputs) and dropped here, so the ledger
+        starts ``drop`` back.  Unordered: the producer inputs ``done`` were finished
+        by that run (its input channel skips them).
         """
-        assert self.ordered, "only an ordered channel maps outputs back to inputs"
-        self._drop = drop
-        self._ledger = deque([(-drop, 0)])
+        if self.ordered:
+            self._drop = drop
+            self._ledger = Ledger(drop)
+        else:
+            assert not drop, "an unordered channel's producer makes one output per input"
+            self._lineage = Lineage(done)
+
+    @property
+    def keeps_lineage(self) -> bool:
+        """Whether each put must carry its own inputs' outputs (unordered, tracked)."""
+        return self._lineage is not None
+
+    def skip(self, numbers: tuple[int, ...]) -> None:
+        """Drop the outputs at ``numbers`` (sorted) as consumers reach them; numbered
+        as if delivered.  Called before the producers start; a FIFO channel only."""
+        self._holes.extend(numbers)
 
     def committed(self, outputs: int) -> tuple[int, int]:
         """``(inputs, extra)``: the first ``outputs`` outputs are those of producer inputs
-        before ``inputs`` plus the first ``extra`` outputs of input ``inputs``.
+        before ``inputs`` plus the first ``extra`` outputs of input ``inputs`` (ordered).
 
         Forgets what is before: call it with a count that never goes back.
         """
         with self._lock:
-            ledger = self._ledger
-            assert ledger is not None, "track() first"
-            while len(ledger) > 1 and ledger[1][0] <= outputs:
-                ledger.popleft()
-            released, head = ledger[0]
-            return head, outputs - released
+            assert self._ledger is not None, "track() an ordered channel first"
+            return self._ledger.committed(outputs)
+
+    def done(self, outputs: int) -> tuple[int, list[int]]:
+        """``(watermark, extras)``: the producer inputs whose output is among the first
+        ``outputs`` (unordered; ``Lineage.done``).  Counts never go back."""
+        with self._lock:
+            assert self._lineage is not None, "track() an unordered channel first"
+            return self._lineage.done(outputs)
 
     def add_producer(self) -> bool:
         """Count one more producer (a stage growing); False once the stream ended or stopped.
@@ -258,7 +225,7 @@ class Channel:
         with self._lock:
             self._producers -= 1
             wake = list(self._getters) if self._producers <= 0 else []
-        _wake_all(wake)
+        wake_all(wake)
 
     # -- consumer side ---------------------------------------------------------------
 
@@ -272,21 +239,23 @@ class Channel:
             EndOfStream: Every producer is done and nothing is left.
             Stopped: The pipeline is stopping.
         """
-        waker: _Waker | None = None
+        waker: Waker | None = None
         while True:
             with self._lock:
                 if waker is not None:
-                    _discard(self._getters, waker)
+                    discard(self._getters, waker)
                 if self._stopped:
                     raise Stopped
-                ready = self._ready
+                ready, most, passed = self._ready, max_n, False
+                if self._holes:
+                    most, passed = self._pass_holes(max_n)
                 if ready:
                     n = len(ready)
-                    if n <= max_n:
+                    if n <= most:
                         values = list(ready)
                         ready.clear()
                     else:
-                        n = max_n
+                        n = most
                         values = [ready.popleft() for _ in range(n)]
                     seq = self._popped
                     self._popped += n
@@ -294,13 +263,25 @@ class Channel:
                     break
                 if self._producers <= 0 and not self._pending:
                     raise EndOfStream
-                waker = _my_waker()
+                waker = my_waker()
                 self._getters.append(waker)
+                room = list(self._putters) if passed else []  # dropped values made room
+            wake_all(room)
             self._sleep(waker, self._getters)
-        _wake_all(wake)
+        wake_all(wake)
         return seq, values
 
-    def _sleep(self, waker: _Waker, waiters: list[_Waker]) -> None:
+    def _pass_holes(self, max_n: int) -> tuple[int, bool]:
+        """Drop what is at the next holes; return ``max_n`` cut to stop before the next
+        hole, and whether anything was dropped."""
+        ready, holes, popped = self._ready, self._holes, self._popped
+        while holes and ready and holes[0] == self._popped:
+            holes.popleft()
+            ready.popleft()
+            self._popped += 1
+        return (min(max_n, holes[0] - self._popped) if holes else max_n), popped < self._popped
+
+    def _sleep(self, waker: Waker, waiters: list[Waker]) -> None:
         # Waiters stay registered until they deregister themselves under the lock
         # (the next pass of their loop), and every wake-up goes to all registered
         # waiters: a wake-up lost to a Ctrl-C between taking the list and writing
@@ -309,7 +290,7 @@ class Channel:
             waker.wait()
         except BaseException:
             with self._lock:
-                _discard(waiters, waker)
+                discard(waiters, waker)
             raise
 
     # -- either side -----------------------------------------------------------------
@@ -325,7 +306,7 @@ class Channel:
             for start in [s for s in self._pending if s >= self._cutoff]:
                 self._pending_items -= len(self._pending.pop(start)[1])
             wake = self._putters + self._getters
-        _wake_all(wake)
+        wake_all(wake)
 
     def stop(self) -> None:
         """Wake every waiter; from now on ``put`` and ``get`` raise ``Stopped``."""
@@ -335,7 +316,7 @@ class Channel:
             self._pending.clear()
             self._pending_items = 0
             wake = self._getters + self._putters
-        _wake_all(wake)
+        wake_all(wake)
 
     def occupancy(self) -> int:
         """Items held right now (ready plus waiting for reordering)."""

@@ -111,6 +111,8 @@ class StageConfig:
             the inputs a checkpointed run had used up (``build(state=...)``).
         resume_drop: Outputs of the stage's first inputs that the checkpointed run
             had delivered already: made again and dropped (``build(state=...)``).
+        resume_skip: Inputs after the first that the checkpointed run had finished
+            (an ``ordered=False`` stage; numbered from ``position_offset``): skipped.
     """
 
     name: str
@@ -134,6 +136,7 @@ class StageConfig:
     seed_key: bytes | None = None
     position_offset: int = 0
     resume_drop: int = 0
+    resume_skip: tuple[int, ...] = ()
 
     @property
     def executor_name(self) -> str:

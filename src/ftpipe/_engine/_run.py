@@ -35,10 +35,10 @@ from ._config import PipelineConfig, StageConfig
 from ._executor_kinds import ExecutorKind, executor_kind
 from ._plan import start_stage, worker_plan
 from ._resize import resize_stage, switch_executor
+from ._resumable import resumable
 from ._setup import create_executor
 from ._source import Source
 from ._stage import StageRuntime
-from ._state import resumable
 from ._stats import PipelineStats, find_bottleneck, merge
 from ._tuner import Tuner
 from ._workforce import Workforce
@@ -131,7 +131,8 @@ class Run:
                 producers=plan.count,
             )
             if self.tracked:
-                outbox.track(cfg.resume_drop)
+                outbox.track(cfg.resume_drop, cfg.resume_skip)
+                inbox.skip(cfg.resume_skip)  # done by the checkpointed run (ordered=False)
             self.channels.append(outbox)
             workforce = Workforce(cfg.concurrency, plan.count, plan.per_worker)
             stage = StageRuntime(cfg, i, inbox, outbox, self, self._executor_for(cfg), workforce)

@@ -36,8 +36,9 @@ from typing import Any
 
 from ._channel import Channel, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
+from ._resumable import is_stateful_source
 from ._stage import Control, as_stage_error, next_batch
-from ._state import Snapshots, is_stateful_source
+from ._state import Snapshots
 from ._stats import StageStats, WorkerCounters, merge
 
 __all__ = ["Source"]

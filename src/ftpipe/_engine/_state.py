@@ -20,29 +20,34 @@ list still filling (its inputs are made again) and disaggregate, on any executor
 The made-again work must make the same outputs: stage functions deterministic
 given their input and ``item_seed()``.
 
-Refused, with the reason, by ``state_dict()`` and ``build(state=)`` alike: a
-source that can neither be sliced (``Sequence``) nor restored (``state_dict`` and
-``load_state_dict``), an async source, and ``ordered=False`` stages.
+An ``ordered=False`` stage (one, making one output per input, with no stage after
+it that splits inputs) keeps, instead of a ledger, the inputs of each put in
+delivery order: its checkpoint entry lists the inputs done past the first one not
+done, and its resumed run skips them (its input channel drops them, numbering the
+rest as before, so their item seeds repeat).  Nothing is lost or repeated; the
+order, as in any run of it, is the order of completion.
+
+Refused, with the reason, by ``state_dict()`` and ``build(state=)`` alike
+(``_resumable``): a source that can neither be sliced (``Sequence``) nor restored
+(``state_dict`` and ``load_state_dict``), an async source, and ``ordered=False``
+stages other than that.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
 from ._channel import Channel
 from ._config import PipelineConfig, StageConfig
+from ._resumable import check_resumable, is_stateful_source, per_output
 
 __all__ = [
     "STATE_VERSION",
     "Snapshots",
-    "check_resumable",
-    "is_sequence",
-    "is_stateful_source",
-    "resumable",
     "resume",
     "state_of",
     "trace",
@@ -50,72 +55,6 @@ __all__ = [
 ]
 
 STATE_VERSION = 2
-
-
-def is_sequence(source: object) -> bool:
-    """Whether ``source`` can be sliced: a ``Sequence``, or a dataset with ``__len__`` and
-    ``__getitem__`` (a map-style dataset need not subclass ``Sequence``); not a mapping
-    or a string.
-    """
-    if isinstance(source, str | bytes | Mapping):
-        return False
-    kind = type(source)
-    return isinstance(source, Sequence) or (
-        hasattr(kind, "__len__") and hasattr(kind, "__getitem__")
-    )
-
-
-def is_stateful_source(source: object) -> bool:
-    """Whether ``source`` restores itself: ``state_dict()`` and ``load_state_dict()``.
-
-    A sequence is sliced instead, even when it has them.
-    """
-    return (
-        not is_sequence(source)
-        and callable(getattr(source, "state_dict", None))
-        and callable(getattr(source, "load_state_dict", None))
-    )
-
-
-def _refusal(config: PipelineConfig) -> str:
-    source = config.source
-    if isinstance(source, AsyncIterable):
-        return (
-            f"the source ({type(source).__name__}) is an async iterable, which cannot be "
-            "resumed where it was; use a sequence or a source with state_dict() and "
-            "load_state_dict()"
-        )
-    if not (is_sequence(source) or is_stateful_source(source)):
-        return (
-            f"the source ({type(source).__name__}) is not a sequence and has no "
-            "state_dict()/load_state_dict(), so the pipeline cannot be resumed where it "
-            "was: a generator or iterator cannot be rewound; use a list, a tuple, a range, "
-            "a dataset with __len__ and __getitem__, or a source that saves its position"
-        )
-    for stage in config.stages:
-        if not stage.ordered:
-            return (
-                f"stage {stage.name!r} has ordered=False: outputs in completion order "
-                "cannot be traced back to the inputs they came from"
-            )
-    return ""
-
-
-def resumable(config: PipelineConfig) -> bool:
-    """Whether ``config`` can be checkpointed (so its run keeps ledgers)."""
-    return not _refusal(config)
-
-
-def check_resumable(config: PipelineConfig, what: str) -> None:
-    """Raise ``ValueError`` saying why ``config`` cannot be checkpointed, if it cannot.
-
-    Args:
-        config: The pipeline.
-        what: ``"state_dict()"`` or ``"build(state=...)"``, for the message.
-    """
-    reason = _refusal(config)
-    if reason:
-        raise ValueError(f"{what}: {reason}")
 
 
 class Snapshots:
@@ -147,17 +86,38 @@ class Snapshots:
             return state, position - taken
 
 
+def _start(stage: StageConfig) -> list[Any]:
+    """A stage's entry in a checkpoint taken before it delivered anything."""
+    at: list[Any] = [stage.position_offset, stage.resume_drop]
+    if not stage.ordered:
+        at.append([stage.position_offset + e for e in stage.resume_skip])
+    return at
+
+
 def trace(
     stages: Sequence[StageConfig], consumed: int, outboxes: Sequence[Channel]
-) -> tuple[list[list[int]], int]:
-    """Each stage's ``[inputs, drop]`` and the source items drawn, after ``consumed``
+) -> tuple[list[list[Any]], int]:
+    """Each stage's checkpoint entry and the source items drawn, after ``consumed``
     outputs of this run; the ledgers forget what is before (counts never go back).
+
+    An ordered stage's entry is ``[inputs, drop]``; an ``ordered=False`` stage's is
+    ``[inputs, 0, done]``: every input before ``inputs`` is done, and so are those
+    in ``done``, which its resumed run skips.
     """
-    positions = [[s.position_offset, s.resume_drop] for s in stages]
+    positions = [_start(s) for s in stages]
     count = consumed
     for i in range(len(stages) - 1, -1, -1):
-        inputs, extra = outboxes[i].committed(count)
-        positions[i] = [stages[i].position_offset + inputs, extra]
+        offset = stages[i].position_offset
+        if stages[i].ordered:
+            inputs, extra = outboxes[i].committed(count)
+            per = per_output(stages[i])
+            if extra and per is not None:
+                # The ledger knows ranges, not inputs; here each output has its own.
+                inputs, extra = inputs + extra * per, 0
+            positions[i] = [offset + inputs, extra]
+        else:
+            inputs, done = outboxes[i].done(count)
+            positions[i] = [offset + inputs, 0, [offset + d for d in done]]
         count = inputs
     return positions, count
 
@@ -192,7 +152,7 @@ def state_of(
     """
     check_resumable(config, "state_dict()")
     stages = config.stages
-    positions = [[s.position_offset, s.resume_drop] for s in stages]
+    positions = [_start(s) for s in stages]
     source_at = config.source_offset + (0 if stages or outboxes is None else consumed)
     if outboxes is not None and stages:
         positions, drawn = trace(stages, consumed, outboxes)
@@ -252,14 +212,7 @@ def resume(config: PipelineConfig, state: Any) -> PipelineConfig:
     positions = state.get("positions")
     if not isinstance(positions, list) or len(positions) != len(names):
         raise ValueError("build(state=...): 'positions' must list one [inputs, drop] per stage")
-    stages = tuple(
-        replace(
-            stage,
-            position_offset=_count(at[0], f"stage {stage.name!r}'s position"),
-            resume_drop=_count(at[1], f"stage {stage.name!r}'s outputs to drop"),
-        )
-        for stage, at in zip(config.stages, positions, strict=True)
-    )
+    stages = tuple(_resumed(stage, at) for stage, at in zip(config.stages, positions, strict=True))
     source_state = state.get("source")
     if not isinstance(source_state, dict):
         raise ValueError("build(state=...): 'source' must be a dict")
@@ -282,6 +235,38 @@ def resume(config: PipelineConfig, state: Any) -> PipelineConfig:
         start=consumed,
         source_offset=position,
         source_state=restored,
+    )
+
+
+def _listed(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"build(state=...): expected a list, got {value!r:.80}")
+    return value
+
+
+def _resumed(stage: StageConfig, at: Any) -> StageConfig:
+    """``stage`` resumed at its checkpoint entry ``at`` (see ``trace``)."""
+    if not isinstance(at, list) or len(at) != (2 if stage.ordered else 3):
+        raise ValueError(
+            f"build(state=...): stage {stage.name!r}'s entry must be "
+            + ("[inputs, drop]" if stage.ordered else "[inputs, 0, done] (ordered=False)")
+            + f", got {at!r:.80}"
+        )
+    position = _count(at[0], f"stage {stage.name!r}'s position")
+    skip: tuple[int, ...] = ()
+    if not stage.ordered:
+        done = [_count(d, f"stage {stage.name!r}'s done input") for d in _listed(at[2])]
+        if done != sorted(set(done)) or (done and done[0] <= position):
+            raise ValueError(
+                f"build(state=...): stage {stage.name!r}'s done inputs must be distinct "
+                f"and sorted, each after its position {position}: got {done!r:.80}"
+            )
+        skip = tuple(d - position for d in done)
+    return replace(
+        stage,
+        position_offset=position,
+        resume_drop=_count(at[1], f"stage {stage.name!r}'s outputs to drop"),
+        resume_skip=skip,
     )
 
 
