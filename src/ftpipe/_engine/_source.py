@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from itertools import islice
 from time import perf_counter
 from typing import Any
@@ -89,7 +89,7 @@ class Source:
                 elif snapshots is not None:
                     _feed_restorable(source, feeder, snapshots, self._restore)
                 else:
-                    _feed(source, feeder)
+                    _feed(iter(source), feeder)
             except Stopped:
                 pass
             except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
@@ -158,17 +158,12 @@ def _feed_restorable(
         if feeder.seq:  # before the first chunk: the first snapshot (see Source)
             snapshots.add(feeder.seq, source.state_dict())
 
-    _feed(source, feeder, iterator, snapshot)
+    _feed(iterator, feeder, snapshot)
 
 
 def _feed(
-    source: Iterable[Any],
-    feeder: _Feeder,
-    iterator: Iterator[Any] | None = None,
-    before_chunk: Callable[[], None] | None = None,
+    iterator: Iterator[Any], feeder: _Feeder, before_chunk: Callable[[], None] | None = None
 ) -> None:
-    if iterator is None:
-        iterator = iter(source)
     while True:
         if before_chunk is not None:
             before_chunk()
