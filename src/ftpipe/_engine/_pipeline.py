@@ -224,8 +224,9 @@ class Pipeline:
         would have yielded next, with the same ``item_seed()`` for every item.  It
         covers ordered pipelines of every stage kind and executor over a sequence
         (list, tuple, range, a dataset with ``__len__`` and ``__getitem__``) or a
-        source with ``state_dict()`` and ``load_state_dict()``; see
-        docs/checkpointing.md.
+        source with ``state_dict()`` and ``load_state_dict()``, and, with nothing
+        lost or repeated (in completion order), one ``ordered=False`` stage that
+        makes one output per input; see docs/checkpointing.md.
 
         Raises:
             ValueError: The pipeline is not one of those (the message says why).
