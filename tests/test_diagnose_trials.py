@@ -15,13 +15,18 @@ from ftpipe.diagnose._verdict import decide
 from test_diagnose_verdict import curve
 
 
-def _decide(*curves: object, trials: tuple[ExecutorTrial, ...], ft: bool = True) -> object:
+def _decide(
+    *curves: object,
+    trials: tuple[ExecutorTrial, ...],
+    ft: bool = True,
+    subinterpreters: bool = True,
+) -> object:
     return decide(
         curves,  # type: ignore[arg-type]
         cores=2,
         here_free_threaded=ft,
         here_gil_off=ft,
-        subinterpreters=True,
+        subinterpreters=subinterpreters,
         trials=trials,
     )
 
@@ -67,6 +72,21 @@ def test_on_a_gil_build_the_measured_executor_replaces_the_guess() -> None:
     )
     d = _decide(no_gil, stock, trials=trials, ft=False)
     assert d.advice == ExecutorAdvice("process", "thread")  # type: ignore[attr-defined]
+
+
+def test_on_a_gil_build_one_trial_overrides_gil_bound_curves_only_by_a_clear_margin() -> None:
+    """CI (twice, on a loaded machine): pure Python on 3.11 was advised threads because
+    the process trial came out 1.1x the thread trial, not 1.25x: one trial decided
+    against the curves, which had found the work GIL-bound."""
+    no_gil = curve("no-gil", [1, 1.9, 1.9])
+    stock = curve("gil-build", [1, 1.0, 1.0])
+    loaded = (ExecutorTrial("thread", 1, 1000.0), ExecutorTrial("process", 2, 1100.0))
+    d = _decide(no_gil, stock, trials=loaded, ft=False, subinterpreters=False)
+    assert d.advice.this_interpreter == "process" and d.best_concurrency == 2  # type: ignore[attr-defined]
+    # ... but threads clearly faster (tiny calls: pickling costs more than the GIL) win.
+    tiny = (ExecutorTrial("thread", 1, 3000.0), ExecutorTrial("process", 2, 1100.0))
+    d = _decide(no_gil, stock, trials=tiny, ft=False, subinterpreters=False)
+    assert d.advice.this_interpreter == "thread" and d.best_concurrency == 1  # type: ignore[attr-defined]
 
 
 def test_trials_do_not_turn_an_inconclusive_verdict_into_advice() -> None:

@@ -103,13 +103,26 @@ def run_trials(
     return tuple(sorted(trials, key=lambda t: order[t.executor]))
 
 
-def fastest_trial(measured: Sequence[ExecutorTrial]) -> ExecutorTrial:
-    """The thread trial, unless another executor is clearly faster (it costs more to run)."""
+def fastest_trial(measured: Sequence[ExecutorTrial], *, isolated: bool = False) -> ExecutorTrial:
+    """The measured trial to advise: the kind of executor the curves advise, unless
+    the other kind is clearly faster.
+
+    With ``isolated`` False (threads can help), the thread trial unless another
+    executor is ``CLEARLY_FASTER`` (it costs more to run); with ``isolated`` True (the
+    curves say threads cannot: GIL-bound on a GIL build), the fastest process or
+    interpreter trial unless the threads are clearly faster than it (crossing costs
+    more than the GIL saves).  One trial carries some noise: it overrides the curves
+    only by a clear margin.
+    """
     thread = next((t for t in measured if t.executor == "thread"), None)
-    top = max(measured, key=lambda t: t.items_per_s or 0.0)
-    if thread is None or (top.items_per_s or 0.0) >= CLEARLY_FASTER * (thread.items_per_s or 0.0):
-        return top
-    return thread
+    others = [t for t in measured if t.executor != "thread"]
+    if thread is None or not others:
+        return max(measured, key=lambda t: t.items_per_s or 0.0)
+    other = max(others, key=lambda t: t.items_per_s or 0.0)
+    fast_thread, fast_other = thread.items_per_s or 0.0, other.items_per_s or 0.0
+    if isolated:
+        return thread if fast_thread >= CLEARLY_FASTER * fast_other else other
+    return other if fast_other >= CLEARLY_FASTER * fast_thread else thread
 
 
 def trial_summary(trials: Sequence[ExecutorTrial], chosen: ExecutorTrial) -> str:

@@ -329,7 +329,7 @@ def decide(
         best = best_concurrency(here, cores)
     measured = [t for t in trials if t.ok]
     if measured and verdict is not Verdict.INCONCLUSIVE:
-        chosen = fastest_trial(measured)
+        chosen = fastest_trial(measured, isolated=here_exec != "thread")
         here_exec, best = chosen.executor, chosen.concurrency
         if here_free_threaded and here_gil_off:
             ft_exec = here_exec  # measured on a free-threaded build with the GIL off
