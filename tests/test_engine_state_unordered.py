@@ -183,12 +183,10 @@ def test_a_channel_skips_numbers_and_numbers_the_rest_as_before() -> None:
 
 def test_a_lineage_maps_delivered_outputs_to_their_inputs() -> None:
     lineage = Lineage(done=(4,))  # input 4 was done by the checkpointed run
-    lineage.add(2, 4, 2)  # inputs 2 and 3 finished first
-    lineage.add(0, 1, 1)
-    lineage.add(5, 7, 2)
+    lineage.puts.extend([(2, 4), (0, 1), (5, 7)])  # inputs 2 and 3 finished first
     assert lineage.done(0) == (0, [4])
     assert lineage.done(1) == (0, [2, 4])  # the first output delivered: input 2's
     assert lineage.done(3) == (1, [2, 3, 4])
     assert lineage.done(4) == (1, [2, 3, 4, 5])
-    lineage.add(1, 2, 1)
+    lineage.puts.append((1, 2))
     assert lineage.done(7) == (7, [])

@@ -76,6 +76,7 @@ class Channel:
         # drop and the numbers of later ones, which a checkpointed run had delivered.
         self._ledger: Ledger | None = None
         self._lineage: Lineage | None = None
+        self._puts: deque[tuple[int, int]] | None = None  # the lineage's, appended to here
         self._drop = 0
         self._holes: deque[int] = deque()
 
@@ -127,8 +128,8 @@ class Channel:
     def _insert(self, start: int, end: int, values: list[Any], final: bool) -> None:
         if not self.ordered:
             self._ready.extend(values)
-            if self._lineage is not None:
-                self._lineage.add(start, end, len(values))
+            if self._puts is not None:  # one output per input: these are theirs
+                self._puts.append((start, end))
         elif start != self._head:
             # Only final ranges arrive out of order: partial output waits until
             # its input is the head (see _may_put).
@@ -175,6 +176,7 @@ class Channel:
         else:
             assert not drop, "an unordered channel's producer makes one output per input"
             self._lineage = Lineage(done)
+            self._puts = self._lineage.puts
 
     @property
     def keeps_lineage(self) -> bool:

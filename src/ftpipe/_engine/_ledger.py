@@ -5,8 +5,8 @@
     ordered channel ── Ledger: (outputs released, producer inputs done) at each range
         released; committed(o) -> (inputs, extra): the first o outputs are those of the
         inputs before ``inputs`` plus the first ``extra`` outputs of input ``inputs``
-    unordered channel ── Lineage (a producer with one output per input): (first output,
-        first input, count) for each put, in delivery order; done(o) -> (watermark,
+    unordered channel ── Lineage (a producer with one output per input): the inputs
+        [start, end) of each put, in delivery order; done(o) -> (watermark,
         extras): the inputs whose output is among the first o, as every input before
         ``watermark`` plus the later ``extras``
 
@@ -53,34 +53,33 @@ class Lineage:
     outputs of a put of inputs ``[start, end)`` are theirs, in order.
     """
 
-    __slots__ = ("_done", "_put", "_segments", "_watermark")
+    __slots__ = ("_counted", "_done", "_watermark", "puts")
 
     def __init__(self, done: Iterable[int] = ()) -> None:
         """``done``: inputs a checkpointed run had finished (this run skips them)."""
-        self._segments: deque[tuple[int, int, int]] = deque()  # (first output, input, n)
-        self._put = 0  # outputs put so far
+        # (start, end): the inputs of each put, in delivery order.  The channel appends
+        # to it under its lock (a deque append: this is on every put's path).
+        self.puts: deque[tuple[int, int]] = deque()
+        self._counted = 0  # outputs of the puts no longer in ``puts``
         self._watermark = 0
         self._done = set(done)
         self._settle()
 
-    def add(self, start: int, end: int, count: int) -> None:
-        """Record a put of the ``count`` outputs of inputs ``[start, end)``."""
-        assert count == end - start, "an ordered=False stage under checkpoints: one output each"
-        if count:
-            self._segments.append((self._put, start, count))
-            self._put += count
-
     def done(self, outputs: int) -> tuple[int, list[int]]:
         """``(watermark, extras)``: the inputs whose output is among the first ``outputs``."""
-        segments, done = self._segments, self._done
-        while segments and segments[0][0] < outputs:
-            first, start, count = segments[0]
-            taken = min(count, outputs - first)
-            done.update(range(start, start + taken))
-            if taken < count:  # the rest of this put is not delivered yet
-                segments[0] = (first + taken, start + taken, count - taken)
+        puts, done = self.puts, self._done
+        while puts and self._counted < outputs:
+            start, end = puts[0]
+            taken = min(end - start, outputs - self._counted)
+            self._counted += taken
+            if start <= self._watermark:  # in order: the watermark moves, no set needed
+                self._watermark = max(self._watermark, start + taken)
+            else:
+                done.update(range(start, start + taken))
+            if start + taken < end:  # the rest of this put is not delivered yet
+                puts[0] = (start + taken, end)
                 break
-            segments.popleft()
+            puts.popleft()
         self._settle()
         return self._watermark, sorted(done)
 
