@@ -267,8 +267,9 @@ class Channel:
                     raise EndOfStream
                 waker = my_waker()
                 self._getters.append(waker)
-                room = list(self._putters) if passed else []  # dropped values made room
-            wake_all(room)
+                room = list(self._putters) if passed else None  # dropped values made room
+            if room:
+                wake_all(room)
             self._sleep(waker, self._getters)
         wake_all(wake)
         return seq, values

@@ -104,7 +104,7 @@ def trace(
     ``[inputs, 0, done]``: every input before ``inputs`` is done, and so are those
     in ``done``, which its resumed run skips.
     """
-    positions = [_start(s) for s in stages]
+    positions: list[list[Any]] = [[] for _ in stages]  # each filled below, last first
     count = consumed
     for i in range(len(stages) - 1, -1, -1):
         offset = stages[i].position_offset
