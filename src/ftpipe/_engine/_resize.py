@@ -18,13 +18,14 @@ the last worker of the stage does, however many came and went.
 Moving a stage to another executor (``executor="auto"``) is the same move: a new
 generation of workers (on the new executor) starts on the same input and output
 channels, every thread of the old one finishes the batch in hand and retires,
-and the old executor is shut down once its last thread left.
+and the old executor is shut down once its last thread left.  The new pool's
+workers are started (and run one call each) before the old generation retires.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -35,6 +36,7 @@ from ._executor_stage import executor_worker
 from ._plan import add_worker, worker_plan
 from ._setup import create_executor
 from ._stage import StageRuntime
+from ._tuning import WARM_UP_S
 
 __all__ = ["grow_threads", "not_resizable", "resize_stage", "switch_executor"]
 
@@ -88,6 +90,17 @@ def grow_threads(
             return
 
 
+def started(executor: Executor, n: int) -> None:
+    """Start ``n`` workers of a new pool and wait until each ran a call (or failed).
+
+    The old generation keeps working meanwhile, so the stage does not stall while
+    processes start and import.  A failure is not raised here: the new generation's
+    first call raises it in the stage, named, as any worker failure.
+    """
+    calls = [executor.submit(int) for _ in range(n)]  # each submit starts a worker
+    wait(calls, timeout=WARM_UP_S)  # a stop shuts the pool down: the calls end
+
+
 def switch_executor(
     stage: StageRuntime,
     kind: ExecutorKind | None,
@@ -111,6 +124,7 @@ def switch_executor(
         # the consumer's thread, never from this lowered one) and run the initializer.
         executor = create_executor(kind, replace(stage.config, concurrency=n), scheduling)
         own(executor, kind)
+        started(executor, n)
         make, per_worker, name = executor_worker, 2, kind.name
     stage.executor, stage.owns_executor, stage.make = executor, executor is not None, make
     stage.executor_name = name

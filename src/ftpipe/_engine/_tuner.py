@@ -5,12 +5,15 @@
     one daemon thread per pipeline with a tuned stage ("ftpipe-tuner"):
       every window (>= MIN_WINDOW_S and >= enough items, <= MAX_WINDOW_S):
         the counters every stage keeps ─► per stage: busy share, CPU / busy, items
-        pipeline rate = inputs the last stage took per second
+        pipeline rate = inputs per second of the stage after the last tuned one
         (the first window, the start-up, is not judged)
         a trial pending?  kept if the rate rose by GAIN (or another stage saturated)
-        else: the tuned stage busiest (>= BUSY) grows one step (x2; x4-x8 when it
+        else (_steps): a GIL build's threads at one core ─► the stage using most
+              moves off the GIL (interpreter, else process) first;
+              the tuned stage busiest (>= BUSY) grows one step (x2; x4-x8 when it
               waits), within max_concurrency, and the usable cores when it computes;
-              an undone level is retried when the rate shifts, but not after two undos
+              an undone level is retried when the limit moves (a kept gain) or the
+              rate shifts, but not after two undos
         executor="auto", a stage that computes and stopped growing:
               GIL build, its second thread added nothing ─► interpreter, else process
               3.13t, CPU per item rose with threads (contention) ─► process
@@ -25,43 +28,31 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from time import perf_counter
+from time import perf_counter, process_time
 
-from .._runtime import gil_enabled, is_free_threaded, usable_cores
+from .._runtime import gil_enabled, usable_cores
 from ._channel import Stopped
-from ._config import AUTO_MAX_CONCURRENCY
-from ._executor_kinds import executor_kind
 from ._stage import StageRuntime
+from ._steps import Steps
 from ._tuning import (
-    BUSY,
-    CONTENTION,
-    EVEN,
-    GAIN,
-    LINEAR_GAIN,
     MAX_WINDOW_S,
     MIN_ITEMS,
     MIN_WINDOW_S,
     SATURATED,
-    SERIAL,
     SETTLE_S,
     SHIFT,
     SHIFTED,
-    STRONG,
-    USES_CPU,
-    WAITED,
     WARM_UP_S,
     Sample,
     Trial,
     Tuned,
-    classify,
-    note,
     sample,
 )
 
 __all__ = ["Tuner"]
 
 
-class Tuner:
+class Tuner(Steps):
     """Measure the running stages and resize / move the tuned ones (see the module docstring).
 
     Args:
@@ -88,8 +79,13 @@ class Tuner:
         self._tuned = [
             Tuned(s) for s in stages if s.config.auto_concurrency or s.config.auto_executor
         ]
+        # The rate is read where the last tuned stage's outputs go: the pipeline's rate
+        # in steady state (buffers pass back-pressure), in items before any batching.
+        tuned = [i for i, s in enumerate(stages) if any(t.stage is s for t in self._tuned)]
+        self._gauge = stages[min(max(tuned, default=-1) + 1, len(stages) - 1)] if stages else None
         self._cores = usable_cores()
         self._gil = gil_enabled()
+        self._process_cores = 0.0  # this process's CPU per second in the last window
         # (perf_counter, stage, executor, size) after each change; the last ones only.
         self.history: deque[tuple[float, str, str, int]] = deque(maxlen=256)
         for t in self._tuned:
@@ -116,7 +112,8 @@ class Tuner:
         shifted = 0
         settle = SETTLE_S
         # The first window holds the start-up: any step would look like a gain on it.
-        if self._stopped.wait(settle) or self._measure() is None:
+        # It ends once items come out of the last stage (it is not judged).
+        if self._stopped.wait(settle) or self._measure(need=1) is None:
             return
         while True:
             if self._stopped.wait(settle) or self._ended():
@@ -167,12 +164,14 @@ class Tuner:
     def _ended(self) -> bool:
         return all(t.stage.outbox.ended() for t in self._tuned)
 
-    def _measure(self) -> tuple[float, dict[int, tuple[Sample, float]], float] | None:
+    def _measure(
+        self, need: int = MIN_ITEMS
+    ) -> tuple[float, dict[int, tuple[Sample, float]], float] | None:
         """Wait one window; return the pipeline's rate and each stage's deltas, share busy."""
-        last = self._stages[-1]
-        need = MIN_ITEMS
+        last = self._gauge
+        assert last is not None, "a run has stages"
         before = {s.index: sample(s) for s in self._stages}
-        t0 = perf_counter()
+        t0, cpu0 = perf_counter(), process_time()
         if self._stopped.wait(MIN_WINDOW_S):
             return None
         while True:
@@ -183,6 +182,7 @@ class Tuner:
             if self._stopped.wait(min(MIN_WINDOW_S, MAX_WINDOW_S - elapsed)):
                 return None
         elapsed = perf_counter() - t0
+        self._process_cores = (process_time() - cpu0) / elapsed
         out: dict[int, tuple[Sample, float]] = {}
         for s in self._stages:
             now, was = sample(s), before[s.index]
@@ -191,158 +191,3 @@ class Tuner:
             total = d.busy + d.idle
             out[s.index] = (d, d.busy / total if total > 0 else 0.0)
         return items / elapsed, out, elapsed
-
-    # -- decisions ---------------------------------------------------------------------
-
-    def _judge(
-        self, trial: Trial, rate: float, cpu: float, busy: float, other_limits: bool = False
-    ) -> float | None:
-        """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
-
-        On two windows' mean rate (None: the first looked hopeful), as one window on a
-        busy machine can rise by chance (even by half), unless it rose by STRONG.  The
-        busy workers must rise by GAIN too (else the new ones only waited: for input,
-        room, or the GIL), and a thread stage using CPU must keep its CPU share (SERIAL).
-        """
-        t, stage = trial.tuned, trial.tuned.stage
-        base = trial.base_cpu
-        cpu_ok = base is None or base < USES_CPU or cpu >= SERIAL * base
-        cpu_ok = cpu_ok and (
-            trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
-        )
-        trial.rates.append(rate)
-        # A big step (x4, x8) must pay off at a quarter of its size: noise never does.
-        step = stage.workforce.size / trial.size if trial.size else 2.0
-        need = max(GAIN, 1 + (step - 1) / 4) if trial.executor == stage.executor_name else GAIN
-        # One window confirms only a gain noise never gives (STRONG); else a second one.
-        sure = rate >= trial.base * max(need, STRONG)
-        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok and not sure:
-            return None
-        rate = sum(trial.rates) / len(trial.rates)
-        if rate >= trial.base * need and cpu_ok:
-            if trial.executor != stage.executor_name:
-                t.done_switching = True  # moved for good
-            gain = rate / trial.base if trial.base > 0 else float("inf")
-            t.last_gain = gain if trial.executor == stage.executor_name else 0.0
-            stage.tuning = note(t, f"the last step gave x{gain:.2f}, {rate:.0f} items/s")
-            return rate
-        if other_limits and trial.executor == stage.executor_name and rate >= trial.base * EVEN:
-            # Another stage saturated: keep the step (within its cap) and grow that one
-            # next, so both gain together instead of each step alone looking useless.
-            stage.tuning = note(t, "kept while another stage limits")
-            return rate
-        tried = (stage.executor_name, stage.workforce.size)
-        t.fail(tried)
-        back = None if trial.executor == "thread" else trial.executor
-        with self._lock:
-            if trial.executor != stage.executor_name:
-                t.done_switching = True
-                self._switch(stage, back, trial.size)
-            else:
-                self._resize(stage, trial.size)
-        self._record(stage)
-        gave = f"{tried[0]} x{tried[1]} gave x{rate / trial.base if trial.base else 0:.2f}"
-        why = f"{'' if cpu_ok else WAITED}, under the x{need:.2f} needed, so it was undone"
-        stage.tuning = note(t, gave + why)
-        return trial.base
-
-    def _next_step(
-        self, samples: dict[int, tuple[Sample, float]], rate: float, seconds: float
-    ) -> Trial | None:
-        """Start one step on the stage limiting throughput, if any helps."""
-        candidates = []
-        for t in self._tuned:
-            d, busy = samples[t.stage.index]
-            if d.items == 0 or t.stage.outbox.ended():
-                continue
-            classify(t, d)
-            if busy >= BUSY:
-                candidates.append((busy, t))
-        for _, t in sorted(candidates, key=lambda c: -c[0]):
-            d, _ = samples[t.stage.index]
-            threads = t.stage.executor is None and d.busy > 0
-            cpu = d.cpu / d.busy if threads else None
-            busy = samples[t.stage.index][1] * t.stage.workforce.size
-            step = self._grow(t, rate, cpu, busy) or self._move(t, samples, rate)
-            if step is not None:
-                return step
-        return None
-
-    def _grow(self, t: Tuned, rate: float, cpu: float | None, busy: float) -> Trial | None:
-        stage, cfg = t.stage, t.stage.config
-        if not cfg.auto_concurrency:
-            return None
-        size = stage.workforce.size
-        cap = cfg.max_concurrency or AUTO_MAX_CONCURRENCY
-        if t.computes:
-            others = sum(o.stage.workforce.size for o in self._tuned if o is not t and o.computes)
-            cap = min(cap, max(1, self._cores - others))
-        # A waiting stage costs little per thread and often wants many: x4 steps, x8
-        # while the last paid off in full (64 threads in three steps).  Computing: x2.
-        factor = 2
-        if not t.computes:
-            factor = 8 if t.last_gain >= LINEAR_GAIN * 2 else 4
-        step = min(cap, factor * size)
-        if factor > 2 and (stage.executor_name, step) in t.failed:
-            step = min(cap, 2 * size)  # the big step did not help: a normal one may
-        if step <= size or (stage.executor_name, step) in t.failed:
-            return None
-        trial = Trial(t, stage.executor_name, size, rate, cpu, busy)
-        with self._lock:
-            self._resize(stage, step)
-        self._record(stage)
-        stage.tuning = f"auto: trying {stage.executor_name} x{step} (was x{size})"
-        return trial
-
-    def _move(
-        self, t: Tuned, samples: dict[int, tuple[Sample, float]], rate: float
-    ) -> Trial | None:
-        """An executor="auto" stage that computes and cannot grow usefully on threads."""
-        stage = t.stage
-        if (
-            not stage.config.auto_executor
-            or t.done_switching
-            or stage.executor is not None
-            or not t.computes
-            or self._cores < 2
-        ):
-            return None
-        d, _ = samples[stage.index]
-        size = stage.workforce.size
-        kinds: tuple[str, ...]
-        if self._gil:
-            # Holds the GIL: computes, and its second thread added nothing (or
-            # threads stopped helping at the CPU budget: try real parallelism).
-            if size == 1 and ("thread", 2) not in t.failed:
-                return None
-            kinds, n, why = ("interpreter", "process"), max(2, size), "holds the GIL"
-        elif is_free_threaded() and size >= 2 and t.cpu_per_item_1 and d.items:
-            per_item = d.cpu / d.items
-            if per_item < CONTENTION * t.cpu_per_item_1:
-                return None
-            kinds, n = ("process",), size
-            why = f"CPU per item x{per_item / t.cpu_per_item_1:.2f} with {size} threads"
-        else:
-            return None
-        for name in kinds:
-            kind = executor_kind(name)
-            if kind is None or (name, n) in t.failed:
-                continue
-            try:
-                assert stage.config.fn is not None
-                kind.check(stage.config.fn, stage.config.name)
-            except (TypeError, ValueError):
-                continue  # not importable / picklable there: the next kind
-            trial = Trial(t, "thread", size, rate, warm_from=len(stage.counters))
-            with self._lock:
-                self._switch(stage, name, n)
-            self._record(stage)
-            stage.tuning = f"auto: trying {name} x{n} ({why} on threads)"
-            return trial
-        t.done_switching = True
-        stage.tuning += f"; {why}, but no other executor can run it"
-        return None
-
-    def _record(self, stage: StageRuntime) -> None:
-        now, name = perf_counter(), stage.config.name
-        self.history.append((now, name, stage.executor_name, stage.workforce.size))

@@ -17,6 +17,7 @@ __all__ = [
     "CONTENTION",
     "EVEN",
     "GAIN",
+    "GIL_BOUND",
     "LINEAR_GAIN",
     "MAX_WINDOW_S",
     "MIN_ITEMS",
@@ -45,6 +46,7 @@ SETTLE_S = 0.05  # after a resize, before measuring: buffers refill, threads sta
 WARM_UP_S = 10.0  # after an executor switch, at most this long for the new workers' first items
 GAIN = 1.10  # a step is kept when the pipeline's rate rose by 10%
 STRONG = 2.0  # ... over two windows, or over one when it rose this much (noise never doubles it)
+GIL_BOUND = 0.85  # a GIL build's threads using this many cores together: the GIL's ceiling
 EVEN = 0.95  # a step that kept at least this rate while another stage saturated is kept
 LINEAR_GAIN = 1.7  # per doubling: a waiting stage's step that paid off this well is followed by x8
 RETRIES = 2  # a level undone this many times is not tried again (see Tuned.forgive)
