@@ -75,13 +75,16 @@ class Steps:
         )
         trial.rates.append(rate)
         # A big step (x4, x8) must pay off at a quarter of its size: noise never does.
+        # A x2 step (or a move) needs GAIN: an extra worker that only waits costs little.
         step = stage.workforce.size / trial.size if trial.size else 2.0
-        need = max(GAIN, 1 + (step - 1) / 4) if trial.executor == stage.executor_name else GAIN
-        # One window confirms only a gain noise never gives (STRONG); else a second one.
-        # A move another stage now limits is judged at once: that stage grows next.
-        sure = rate >= trial.base * max(need, STRONG)
-        sure = sure or (other_limits and trial.executor != stage.executor_name)
-        if len(trial.rates) == 1 and rate >= trial.base and cpu_ok and not sure:
+        big = trial.executor == stage.executor_name and step > 2
+        need = 1 + (step - 1) / 4 if big else GAIN
+        # One window decides only a gain noise never gives (STRONG), a step held while
+        # another stage limits, or workers that serialized (cpu_ok); else a second one,
+        # as one window can fall by chance as far as it can rise.
+        held = other_limits and rate >= trial.base * EVEN
+        sure = rate >= trial.base * max(need, STRONG) or held
+        if len(trial.rates) == 1 and cpu_ok and not sure:
             return None
         rate = sum(trial.rates) / len(trial.rates)
         if rate >= trial.base * need and cpu_ok:
