@@ -36,6 +36,11 @@ class _Config:
         self.max_concurrency = None
 
 
+class _Outbox:
+    def ended(self) -> bool:
+        return False
+
+
 class _Stage:
     """What the tuner reads of a stage, with no threads behind it."""
 
@@ -46,6 +51,7 @@ class _Stage:
         self.executor: Any = None
         self.executor_name = "thread"
         self.counters: list[Any] = []
+        self.outbox = _Outbox()
         self.tuning = ""
 
 
@@ -187,3 +193,20 @@ def test_a_new_pool_starts_its_workers_before_the_old_generation_retires() -> No
         assert pool.submit(abs, -3).result(timeout=30) == 3
     finally:
         pool.shutdown(wait=True)
+
+
+def test_a_stage_with_room_is_not_stepped_while_the_busiest_cannot_step() -> None:
+    """The busiest stage limits the rate; another with room to spare (busy under 0.9)
+    limits nothing: the old code grew it anyway (a 3 ms wait stage tried x64 while a
+    compute stage at its cores limited, and the trial cost the pipeline a third)."""
+    compute, wait = _Stage(0), _Stage(1, fn=w.sleep_3ms)
+    tuner = _tuner([compute, wait], gil=False)
+    tuner._tuned[0].failed.add(("thread", 2))  # the busiest cannot step
+    window = _window({0: 0.9})
+    idle = Sample(items=100, busy=0.8, idle=0.2)
+    window[1] = (idle, 0.8)
+    assert tuner._next_step(window, rate=100.0, seconds=1.0) is None
+    busy = Sample(items=100, busy=0.95, idle=0.05)
+    window[1] = (busy, 0.95)
+    step = tuner._next_step(window, rate=100.0, seconds=1.0)
+    assert step is not None and step.tuned.stage is wait
