@@ -62,8 +62,8 @@ class Steps:
     ) -> float | None:
         """Keep the trial's step if the rate rose by GAIN, else undo it; return the new ref.
 
-        On two windows' mean rate (None: the first looked hopeful), as one window on a
-        busy machine can rise by chance (even by half), unless it rose by STRONG.  The
+        On two windows' mean rate (None: one more window), as one window on a busy
+        machine can rise or fall by chance (even by half), unless it rose by STRONG.  The
         busy workers must rise by GAIN too (else the new ones only waited: for input,
         room, or the GIL), and a thread stage using CPU must keep its CPU share (SERIAL).
         """
