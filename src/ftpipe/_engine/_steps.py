@@ -68,16 +68,15 @@ class Steps:
         room, or the GIL), and a thread stage using CPU must keep its CPU share (SERIAL).
         """
         t, stage = trial.tuned, trial.tuned.stage
+        moved = trial.executor != stage.executor_name  # a move, not a resize
         base = trial.base_cpu
         cpu_ok = base is None or base < USES_CPU or cpu >= SERIAL * base
-        cpu_ok = cpu_ok and (
-            trial.executor != stage.executor_name or busy >= trial.base_busy * GAIN
-        )
+        cpu_ok = cpu_ok and (moved or busy >= trial.base_busy * GAIN)
         trial.rates.append(rate)
         # A big step (x4, x8) must pay off at a quarter of its size: noise never does.
         # A x2 step (or a move) needs GAIN: an extra worker that only waits costs little.
         step = stage.workforce.size / trial.size if trial.size else 2.0
-        big = trial.executor == stage.executor_name and step > 2
+        big = not moved and step > 2
         need = 1 + (step - 1) / 4 if big else GAIN
         # One window decides only a gain noise never gives (STRONG), a step held while
         # another stage limits, or workers that serialized (cpu_ok); else a second one,
@@ -88,10 +87,10 @@ class Steps:
             return None
         rate = sum(trial.rates) / len(trial.rates)
         if rate >= trial.base * need and cpu_ok:
-            if trial.executor != stage.executor_name:
+            if moved:
                 t.done_switching = True  # moved for good
             gain = rate / trial.base if trial.base > 0 else float("inf")
-            t.last_gain = gain if trial.executor == stage.executor_name else 0.0
+            t.last_gain = 0.0 if moved else gain
             for other in self._tuned:  # the limit moved: what it stopped may help now,
                 if other is not t:  # and what paid off before it moved may not any more
                     other.forgive()
@@ -101,7 +100,7 @@ class Steps:
         if other_limits and rate >= trial.base * EVEN:
             # Another stage saturated: keep the step (within its cap) and grow that one
             # next, so both gain together instead of each step alone looking useless.
-            if trial.executor != stage.executor_name:
+            if moved:
                 t.done_switching = True
             stage.tuning = note(t, "kept while another stage limits")
             return rate
@@ -109,7 +108,7 @@ class Steps:
         t.fail(tried)
         back = None if trial.executor == "thread" else trial.executor
         with self._lock:
-            if trial.executor != stage.executor_name:
+            if moved:
                 self._switch(stage, back, trial.size)  # tried again only once forgiven
             else:
                 self._resize(stage, trial.size)

@@ -81,8 +81,9 @@ class Tuner(Steps):
         ]
         # The rate is read where the last tuned stage's outputs go: the pipeline's rate
         # in steady state (buffers pass back-pressure), in items before any batching.
-        tuned = [i for i, s in enumerate(stages) if any(t.stage is s for t in self._tuned)]
-        self._gauge = stages[min(max(tuned, default=-1) + 1, len(stages) - 1)] if stages else None
+        # (self._tuned is in stage order: its last is the last tuned stage.)
+        after = stages.index(self._tuned[-1].stage) + 1 if self._tuned else len(stages)
+        self._gauge = stages[min(after, len(stages) - 1)] if stages else None
         self._cores = usable_cores()
         self._gil = gil_enabled()
         self._process_cores = 0.0  # this process's CPU per second in the last window
