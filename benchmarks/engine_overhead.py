@@ -7,17 +7,23 @@ Baselines, measured in the same process right beside ftpipe:
 
 Each figure is the median of ``--repeat`` runs.  ``--hogs N`` starts N busy-looping
 processes beside the benchmark (the machine a training job really runs on) and
-kills them at the end.
+kills them at the end; ftpipe is then measured idle first, in the same run, and
+the ratio and the spread of single runs (min / median / max) say how much slower
+and how steady it is with the hogs.  By default the hogs are children of the
+benchmark, in its session; ``--hog-session own`` starts each in a session of its
+own, as other jobs and services are (with the kernel's autogroup, each session
+shares the CPU as one group: see docs/free-threading.md, "A busy machine").
 
-    python benchmarks/engine_overhead.py [--items 100000] [--repeat 5] [--hogs 0] [--quick]
+    python benchmarks/engine_overhead.py [--items 100000] [--repeat 5] [--hogs 0]
+                                         [--hog-session same|own] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import queue
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -94,20 +100,33 @@ def spdl_available() -> bool:
     return True
 
 
-def _hog() -> None:
-    while True:
-        pass
+def start_hogs(count: int, own_session: bool) -> list[subprocess.Popen[bytes]]:
+    """``count`` busy-looping processes (the caller kills them)."""
+    code = "while True: pass"
+    return [
+        subprocess.Popen([sys.executable, "-c", code], start_new_session=own_session)
+        for _ in range(count)
+    ]
 
 
-def measure(fn: Callable[[int], int], n: int, repeat: int) -> float:
-    rates = []
+def rates(fn: Callable[[int], int], n: int, repeat: int) -> list[float]:
+    """Items/s of ``repeat`` runs of ``fn``."""
+    out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         got = fn(n)
         elapsed = time.perf_counter() - t0
         assert got == n, f"{fn.__name__} delivered {got} of {n} items"
-        rates.append(n / elapsed)
-    return statistics.median(rates)
+        out.append(n / elapsed)
+    return out
+
+
+def measure(fn: Callable[[int], int], n: int, repeat: int) -> float:
+    return statistics.median(rates(fn, n, repeat))
+
+
+def spread(runs: list[float]) -> str:
+    return f"min {min(runs):,.0f} / median {statistics.median(runs):,.0f} / max {max(runs):,.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,19 +138,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--hogs", type=int, default=0, help="busy-looping processes to run beside it"
     )
+    parser.add_argument(
+        "--hog-session",
+        choices=("same", "own"),
+        default="same",
+        help="the hogs share the benchmark's session (default) or each has its own",
+    )
     parser.add_argument("--quick", action="store_true", help="20k items, 3 repeats")
     args = parser.parse_args(argv)
     n, repeat = (20_000, 3) if args.quick else (args.items, args.repeat)
     info = ftpipe.runtime_info(find_others=False)
+    where = f" ({args.hog_session} session)" if args.hogs else ""
     print(
         f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
-        f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it"
+        f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it{where}"
     )
-    hogs = [mp.get_context("spawn").Process(target=_hog, daemon=True) for _ in range(args.hogs)]
-    for h in hogs:
-        h.start()
+    idle = rates(run_ftpipe, n, repeat) if args.hogs else []
+    hogs = start_hogs(args.hogs, own_session=args.hog_session == "own")
     try:
-        ours = measure(run_ftpipe, n, repeat)
+        loaded = rates(run_ftpipe, n, repeat)
+        ours = statistics.median(loaded)
         rows = [
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
             ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat)),
@@ -144,7 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for h in hogs:
             h.kill()
-            h.join()
+            h.wait()
+    if idle:
+        slower = statistics.median(idle) / ours
+        print(f"  {'ftpipe idle, same run':<24} {spread(idle)} items/s")
+        print(f"  {f'ftpipe with {args.hogs} hogs':<24} {spread(loaded)} items/s")
+        print(f"  idle / with hogs (medians) = {slower:.2f}x slower")
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
         print(f"  {name:<24} {rate:>12,.0f} items/s   ftpipe / {name} = {ours / rate:6.2f}x")

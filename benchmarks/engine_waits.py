@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import multiprocessing as mp
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_overhead import run_ftpipe  # noqa: E402
+from engine_overhead import run_ftpipe, start_hogs  # noqa: E402
 
 from ftpipe._engine import _channel  # noqa: E402
 
@@ -43,11 +42,6 @@ def _timed_sleep(self: Any, waker: Any, waiters: Any) -> None:
     with _lock:
         _counts["sleeps"] += 1
         _counts["sleep_ns"] += int((time.perf_counter() - t) * 1e9)
-
-
-def _hog() -> None:
-    while True:
-        pass
 
 
 def _runs(n: int, runs: int) -> list[str]:
@@ -79,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print("idle:")
     for line in _runs(args.items, args.runs):
         print("  " + line)
-    hogs = [mp.get_context("spawn").Process(target=_hog, daemon=True) for _ in range(args.hogs)]
-    for h in hogs:
-        h.start()
+    hogs = start_hogs(args.hogs, own_session=False)
     time.sleep(0.5)
     try:
         print(f"{args.hogs} hogs:")
@@ -90,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for h in hogs:
             h.kill()
+            h.wait()
     return 0
 
 
