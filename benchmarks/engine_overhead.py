@@ -27,8 +27,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import ftpipe
 
@@ -100,13 +101,20 @@ def spdl_available() -> bool:
     return True
 
 
-def start_hogs(count: int, own_session: bool) -> list[subprocess.Popen[bytes]]:
-    """``count`` busy-looping processes (the caller kills them)."""
+@contextmanager
+def hogs_running(count: int, *, own_session: bool = False) -> Iterator[None]:
+    """``count`` busy-looping processes beside the block, killed when it ends."""
     code = "while True: pass"
-    return [
+    hogs = [
         subprocess.Popen([sys.executable, "-c", code], start_new_session=own_session)
         for _ in range(count)
     ]
+    try:
+        yield
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
 
 
 def rates(fn: Callable[[int], int], n: int, repeat: int) -> list[float]:
@@ -154,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it{where}"
     )
     idle = rates(run_ftpipe, n, repeat) if args.hogs else []
-    hogs = start_hogs(args.hogs, own_session=args.hog_session == "own")
-    try:
+    with hogs_running(args.hogs, own_session=args.hog_session == "own"):
         loaded = rates(run_ftpipe, n, repeat)
         ours = statistics.median(loaded)
         rows = [
@@ -167,10 +174,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("SPDL", measure(run_spdl, spdl_n, max(1, repeat // 2))))
         else:
             print("  (SPDL not installed: pip install spdl-core)")
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
     if idle:
         slower = statistics.median(idle) / ours
         print(f"  {'ftpipe idle, same run':<24} {spread(idle)} items/s")

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_overhead import run_ftpipe, start_hogs  # noqa: E402
+from engine_overhead import hogs_running, run_ftpipe  # noqa: E402
 
 from ftpipe._engine import _channel  # noqa: E402
 
@@ -73,16 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print("idle:")
     for line in _runs(args.items, args.runs):
         print("  " + line)
-    hogs = start_hogs(args.hogs, own_session=False)
-    time.sleep(0.5)
-    try:
+    with hogs_running(args.hogs):
+        time.sleep(0.5)
         print(f"{args.hogs} hogs:")
         for line in _runs(args.items, args.runs):
             print("  " + line)
-    finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
     return 0
 
 

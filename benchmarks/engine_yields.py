@@ -29,7 +29,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_overhead import run_ftpipe, start_hogs  # noqa: E402
+from engine_overhead import hogs_running, run_ftpipe  # noqa: E402
+
+import ftpipe  # noqa: E402
 
 _EVENTS = ("sched/sched_switch", "syscalls/sys_enter_sched_yield")
 # "comm-tid (tgid) [cpu] flags time: event: fields", with options/record-tgid set.
@@ -66,7 +68,7 @@ def traced_run(root: Path, n: int) -> tuple[float, str]:
 
 def summarize(trace: str, pid: int) -> dict[str, float]:
     """What our threads' yields and lost cores cost, from one run's trace."""
-    ours: set[int] = set()
+    me = str(pid)
     yielded: dict[int, float] = {}  # tid -> time of its last yield
     gave_up: dict[int, float] = {}  # tid -> when a yield took it off the core
     preempted: dict[int, float] = {}  # tid -> when it left the core still runnable
@@ -77,19 +79,16 @@ def summarize(trace: str, pid: int) -> dict[str, float]:
         if m is None:
             continue
         tid, tgid, t, event = int(m[1]), m[2], float(m[3]), m[4]
-        if event == "sys_sched_yield" and tgid == str(pid):
-            ours.add(tid)
+        if event == "sys_sched_yield" and tgid == me:
             yielded[tid] = t
             out["yields"] += 1
         elif event == "sched_switch" and (s := _SWITCH.search(m[5])) is not None:
             prev, state, nxt = int(s[1]), s[2], int(s[3])
-            if tgid == str(pid):
-                ours.add(prev)
-                if state.startswith("R"):
-                    preempted[prev] = t
-                    if t - yielded.pop(prev, -1.0) < 50e-6:
-                        gave_up[prev] = t
-                        out["gave_up"] += 1
+            if tgid == me and state.startswith("R"):
+                preempted[prev] = t
+                if t - yielded.pop(prev, -1.0) < 50e-6:
+                    gave_up[prev] = t
+                    out["gave_up"] += 1
             if nxt in preempted:
                 out["runnable_wait_s"] += t - preempted.pop(nxt)
             if nxt in gave_up:
@@ -109,33 +108,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hog-session", choices=("same", "own"), default="same")
     args = parser.parse_args(argv)
     root = tracefs()
-    saved = {name: (root / name).read_text() for name in ("trace_clock", "buffer_size_kb")}
-    _write(root, "trace_clock", "mono")
+    settings = ("trace_clock", "buffer_size_kb", "options/record-tgid")
+    saved = {name: (root / name).read_text() for name in settings}
+    _write(root, "trace_clock", "mono")  # a switch out on one CPU, back in on another
     _write(root, "buffer_size_kb", "65536")
     _write(root, "options/record-tgid", "1")
     for event in _EVENTS:
         _write(root, f"events/{event}/enable", "1")
-    gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+    info = ftpipe.runtime_info(find_others=False)
     print(
-        f"# {sys.version.split()[0]} {'GIL' if gil else 'no GIL'}, {args.items} items, "
+        f"# Python {info.version} ({info.gil_summary}), {args.items} items, "
         f"{args.hogs} hogs ({args.hog_session} session)"
     )
     print("  items/s   yields  gave the core away  their wait (sum, median)  runnable wait")
-    hogs = start_hogs(args.hogs, own_session=args.hog_session == "own")
     try:
-        time.sleep(0.5)  # let the hogs settle on the cores
-        for _ in range(args.runs):
-            rate, trace = traced_run(root, args.items)
-            s = summarize(trace, os.getpid())
-            print(
-                f"  {rate:>8,.0f} {s['yields']:>8.0f} {s['gave_up']:>19.0f}"
-                f"   {s['after_yield_s'] * 1e3:>8.0f} ms, {s['median_wait_us']:>6.0f} µs"
-                f"   {s['runnable_wait_s'] * 1e3:>10.0f} ms"
-            )
+        with hogs_running(args.hogs, own_session=args.hog_session == "own"):
+            time.sleep(0.5)  # let the hogs settle on the cores
+            for _ in range(args.runs):
+                rate, trace = traced_run(root, args.items)
+                s = summarize(trace, os.getpid())
+                print(
+                    f"  {rate:>8,.0f} {s['yields']:>8.0f} {s['gave_up']:>19.0f}"
+                    f"   {s['after_yield_s'] * 1e3:>8.0f} ms, {s['median_wait_us']:>6.0f} µs"
+                    f"   {s['runnable_wait_s'] * 1e3:>10.0f} ms"
+                )
     finally:
-        for h in hogs:
-            h.kill()
-            h.wait()
         for event in _EVENTS:
             _write(root, f"events/{event}/enable", "0")
         _write(root, "trace", "")
