@@ -12,10 +12,15 @@ the ratio and the spread of single runs (min / median / max) say how much slower
 and how steady it is with the hogs.  By default the hogs are children of the
 benchmark, in its session; ``--hog-session own`` starts each in a session of its
 own, as other jobs and services are (with the kernel's autogroup, each session
-shares the CPU as one group: see docs/free-threading.md, "A busy machine").
+shares the CPU as one group: see docs/free-threading.md, "A busy machine").  Each
+of those rows also says how many cores the benchmark's process used (its CPU time
+over the wall time, median of the runs).  ``--quiet-yields`` (an experiment, Linux)
+turns ``sched_yield`` into a no-op for every thread of the benchmark first
+(``_quiet_yields.py``).
 
     python benchmarks/engine_overhead.py [--items 100000] [--repeat 5] [--hogs 0]
-                                         [--hog-session same|own] [--quick]
+                                         [--hog-session same|own] [--quiet-yields]
+                                         [--quick]
 """
 
 from __future__ import annotations
@@ -117,15 +122,19 @@ def hogs_running(count: int, *, own_session: bool = False) -> Iterator[None]:
             h.wait()
 
 
-def rates(fn: Callable[[int], int], n: int, repeat: int) -> list[float]:
-    """Items/s of ``repeat`` runs of ``fn``."""
+def rates(
+    fn: Callable[[int], int], n: int, repeat: int, cores: list[float] | None = None
+) -> list[float]:
+    """Items/s of ``repeat`` runs of ``fn``; appends each run's cores used to ``cores``."""
     out = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         got = fn(n)
         elapsed = time.perf_counter() - t0
         assert got == n, f"{fn.__name__} delivered {got} of {n} items"
         out.append(n / elapsed)
+        if cores is not None:
+            cores.append((time.process_time() - c0) / elapsed)
     return out
 
 
@@ -152,18 +161,30 @@ def main(argv: list[str] | None = None) -> int:
         default="same",
         help="the hogs share the benchmark's session (default) or each has its own",
     )
+    parser.add_argument(
+        "--quiet-yields",
+        action="store_true",
+        help="an experiment: sched_yield is a no-op for every thread (_quiet_yields.py)",
+    )
     parser.add_argument("--quick", action="store_true", help="20k items, 3 repeats")
     args = parser.parse_args(argv)
+    if args.quiet_yields:
+        from _quiet_yields import install
+
+        install()  # first: every thread started from here on inherits it
     n, repeat = (20_000, 3) if args.quick else (args.items, args.repeat)
     info = ftpipe.runtime_info(find_others=False)
     where = f" ({args.hog_session} session)" if args.hogs else ""
+    where += "; sched_yield a no-op (--quiet-yields)" if args.quiet_yields else ""
     print(
         f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
         f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it{where}"
     )
-    idle = rates(run_ftpipe, n, repeat) if args.hogs else []
+    idle_cores: list[float] = []
+    loaded_cores: list[float] = []
+    idle = rates(run_ftpipe, n, repeat, idle_cores) if args.hogs else []
     with hogs_running(args.hogs, own_session=args.hog_session == "own"):
-        loaded = rates(run_ftpipe, n, repeat)
+        loaded = rates(run_ftpipe, n, repeat, loaded_cores)
         ours = statistics.median(loaded)
         rows = [
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
@@ -176,8 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             print("  (SPDL not installed: pip install spdl-core)")
     if idle:
         slower = statistics.median(idle) / ours
-        print(f"  {'ftpipe idle, same run':<24} {spread(idle)} items/s")
-        print(f"  {f'ftpipe with {args.hogs} hogs':<24} {spread(loaded)} items/s")
+        used = statistics.median
+        print(
+            f"  {'ftpipe idle, same run':<24} {spread(idle)} items/s, "
+            f"{used(idle_cores):.2f} cores used"
+        )
+        print(
+            f"  {f'ftpipe with {args.hogs} hogs':<24} {spread(loaded)} items/s, "
+            f"{used(loaded_cores):.2f} cores used"
+        )
         print(f"  idle / with hogs (medians) = {slower:.2f}x slower")
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
