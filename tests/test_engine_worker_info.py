@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -199,3 +201,37 @@ def test_worker_info_is_per_thread() -> None:
         thread.start()
         thread.join()
     assert seen == [None]
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param("thread", id="thread"), pytest.param("async", id="async"), *POOL_KINDS]
+)
+def test_worker_info_shows_the_concurrency_a_resize_set(kind: str) -> None:
+    # Regression: worker_info().concurrency kept the configured size after a resize.
+    feed: queue.Queue[int | None] = queue.Queue()
+    fn = cw.async_seeded if kind == "async" else cw.info
+    executor = kind if kind in ("process", "interpreter") else None
+
+    async def fed() -> Any:
+        # An async source hands over each item as it comes (a plain iterable's
+        # chunk would wait for items the test feeds only after the resize).
+        while (x := await asyncio.to_thread(feed.get)) is not None:
+            yield x
+
+    builder = ftpipe.PipelineBuilder(seed=1).add_source(fed())
+    builder.pipe(fn, concurrency=2, executor=executor, name="s")
+    with builder.build() as pipeline:
+        outputs = iter(pipeline)
+        for x in range(10):
+            feed.put(x)
+        before = [next(outputs) for _ in range(10)]
+        pipeline.resize("s", 3)
+        for x in range(10, 30):
+            feed.put(x)
+        feed.put(None)
+        after = list(outputs)
+    infos = {out[0]: (out[2] if kind == "async" else out[1]) for out in before + after}
+    assert sorted(infos) == list(range(30))
+    assert {infos[x].concurrency for x in range(10)} == {2}
+    assert {infos[x].concurrency for x in range(10, 30)} == {3}
+    assert all(infos[x].stage == "s" for x in infos)

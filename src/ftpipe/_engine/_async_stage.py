@@ -32,7 +32,7 @@ from typing import Any
 
 from ._calls import outputs_async
 from ._channel import Channel, EndOfStream, Stopped
-from ._context import POSITION
+from ._context import POSITION, worker_resized
 from ._setup import start_worker
 from ._stage import Outcome, RetryPolicy, StageFailed, StageRuntime, guarded
 from ._stats import WorkerCounters
@@ -174,6 +174,7 @@ async def _loop(
     while True:
         # The calls in flight: workforce.size, which a resize changes (an int
         # attribute read, atomic; the next round sees a new value).
+        worker_resized(workforce.size)  # the calls' worker_info() (they share this thread's)
         while queue and len(running) < workforce.size:
             seq, item = queue.popleft()
             running[asyncio.create_task(call(item, seq))] = seq

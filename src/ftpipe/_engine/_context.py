@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from hashlib import blake2b
 from typing import Any, NamedTuple, overload
 
@@ -65,7 +65,8 @@ class WorkerInfo:
             ``"interpreter"`` stage.  An async stage is one worker (0) running
             ``concurrency`` calls on one event loop.  None on an executor the
             user passed (a ``ThreadPoolExecutor``, Dask), which does not say.
-        concurrency: The stage's concurrency.
+        concurrency: The stage's concurrency now (a resize while the stage runs
+            shows from the worker's next batch on).
     """
 
     stage: str
@@ -143,6 +144,13 @@ def set_worker(info: WorkerInfo | None, key: bytes | None) -> None:
     _local.info = info
     _local.key = key
     _local.pos = None
+
+
+def worker_resized(concurrency: int) -> None:
+    """Let the calling worker's ``worker_info()`` show its stage's concurrency after a resize."""
+    info = getattr(_local, "info", None)
+    if info is not None and info.concurrency != concurrency:
+        _local.info = replace(info, concurrency=concurrency)
 
 
 class _Positioned(Sequence[Any]):

@@ -63,7 +63,8 @@ def executor_worker(stage: StageRuntime) -> Callable[[], None]:
     def submit(items: list[Any], seq0: int) -> ChunkOutcome:
         """Run one chunk; a failure of the whole call becomes a failure of its inputs."""
         try:
-            ctx = ChunkContext(cfg.name, cfg.concurrency, cfg.seed_key, seq0 + cfg.position_offset)
+            # The size now: a resize shows in the next chunk's worker_info().
+            ctx = ChunkContext(cfg.name, workforce.size, cfg.seed_key, seq0 + cfg.position_offset)
             future = executor.submit(call_chunk, fn, items, kind, ctx)
         except BrokenExecutor as broken:
             # A worker died before this chunk was taken: the stage fails at its

@@ -99,7 +99,7 @@ def start_worker(stage: StageRuntime, index: int) -> None:
         Stopped: The initializer raised; the pipeline is stopping with its error.
     """
     cfg = stage.config
-    set_worker(WorkerInfo(cfg.name, index, cfg.concurrency), cfg.seed_key)
+    set_worker(WorkerInfo(cfg.name, index, stage.workforce.size), cfg.seed_key)
     if cfg.initializer is None:
         return
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 from ._calls import call_each, outputs
 from ._channel import Channel, EndOfStream, Stopped
-from ._context import positioned
+from ._context import positioned, worker_resized
 from ._setup import start_worker
 from ._stage import SKIPPED, RetryPolicy, StageFailed, StageRuntime, attempt, guarded, next_batch
 from ._stats import WorkerCounters
@@ -91,6 +91,7 @@ def _worker(stage: StageRuntime, counters: WorkerCounters, step: _Step) -> Calla
                 seq0, items = inbox.get(batch)
             except EndOfStream:
                 return
+            worker_resized(workforce.size)  # an int compare unless the stage was resized
             t1 = perf_counter()
             counters.starved += t1 - t0
             counters.items_in += len(items)

@@ -22,7 +22,7 @@ from ._records import Configuration, Curve, ExecutorTrial, Verdict
 from ._repeat import repeat_plan
 from ._shape import compared
 from ._sweep import CallFailed, SweepSettings, settings_for, sweep
-from ._trials import run_trials
+from ._trials import WINDOWS, run_trials
 from ._verdict import decide
 
 __all__ = ["address", "diagnose"]
@@ -282,9 +282,9 @@ def diagnose(
     )
     decision = judge()
     trials: tuple[ExecutorTrial, ...] = ()
-    window_s = 0.3 if quick else 1.0  # each trial measures two such windows
+    window_s = 0.3 if quick else 1.0  # each trial measures WINDOWS such windows
     per_call = min((c.points[0].wall_s_per_item for c in curves if c.ok), default=0.0)
-    if trial_executors and per_call > 2 * window_s:
+    if trial_executors and per_call > WINDOWS * window_s:
         # A trial waits for a few calls per executor: with calls this slow that is minutes.
         trial_executors = False
         notes.append(
