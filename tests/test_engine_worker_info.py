@@ -235,3 +235,21 @@ def test_worker_info_shows_the_concurrency_a_resize_set(kind: str) -> None:
     assert {infos[x].concurrency for x in range(10)} == {2}
     assert {infos[x].concurrency for x in range(10, 30)} == {3}
     assert all(infos[x].stage == "s" for x in infos)
+
+
+def test_a_pool_worker_a_resize_started_sees_the_new_concurrency() -> None:
+    # Regression: a stage pool's initializer told workers started after a resize
+    # the size the pool was created with.
+    from ftpipe._engine._context import StageStart
+    from ftpipe.executors import ThreadExecutor
+
+    seen: list[Any] = []
+    start = StageStart("s", 1, lambda: seen.append(ftpipe.worker_info()), ())
+    gate = threading.Event()
+    with ThreadExecutor(max_workers=1, initializer=start) as pool:
+        busy = pool.submit(gate.wait, 30)  # holds worker 0, so the next call needs worker 1
+        pool.resize(2)
+        pool.submit(int).result(timeout=30)
+        gate.set()
+        assert busy.result(timeout=30)
+    assert seen == [ftpipe.WorkerInfo("s", 0, 1), ftpipe.WorkerInfo("s", 1, 2)]

@@ -237,8 +237,9 @@ class StageStart:
     initargs: tuple[Any, ...]
     worker: int | None = None
 
-    def for_worker(self, index: int) -> StageStart:
-        return StageStart(self.stage, self.concurrency, self.initializer, self.initargs, index)
+    def for_worker(self, index: int, concurrency: int) -> StageStart:
+        """This initializer for worker ``index`` of a pool now ``concurrency`` workers large."""
+        return StageStart(self.stage, concurrency, self.initializer, self.initargs, index)
 
     def __call__(self) -> None:
         _local.worker = self.worker

@@ -136,7 +136,8 @@ class WorkerPool(Executor):
         to its own index, so ``ftpipe.worker_info()`` there names the worker.
         """
         if isinstance(self._initializer, StageStart):
-            return self._initializer.for_worker(index), self._initargs
+            # The size now: a worker a resize started sees the new one.
+            return self._initializer.for_worker(index, self._max_workers), self._initargs
         return self._initializer, self._initargs
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
