@@ -60,7 +60,8 @@ class WorkerInfo:
 
     Attributes:
         stage: The stage's name.
-        worker: This worker's index, ``0 <= worker < concurrency``: the thread of
+        worker: This worker's index, ``0 <= worker < concurrency`` until the stage
+            is resized (a worker a resize starts gets a new number): the thread of
             a thread stage, the process or subinterpreter of a ``"process"`` /
             ``"interpreter"`` stage.  An async stage is one worker (0) running
             ``concurrency`` calls on one event loop.  None on an executor the
