@@ -15,12 +15,14 @@ own, as other jobs and services are (with the kernel's autogroup, each session
 shares the CPU as one group: see docs/free-threading.md, "A busy machine").  Each
 of those rows also says how many cores the benchmark's process used (its CPU time
 over the wall time, median of the runs).  ``--quiet-yields`` (an experiment, Linux)
-turns ``sched_yield`` into a no-op for every thread of the benchmark first
-(``_quiet_yields.py``).
+turns ``sched_yield`` into a no-op (``_quiet_yields.py``): for every thread of the
+benchmark (``all``, the default), for the thread that consumes the pipeline only
+(``consumer``), or for the threads the pipeline starts only (``engine``).
 
     python benchmarks/engine_overhead.py [--items 100000] [--repeat 5] [--hogs 0]
-                                         [--hog-session same|own] [--quiet-yields]
-                                         [--quick]
+                                         [--hog-session same|own]
+                                         [--quiet-yields [all|consumer|engine]]
+                                         [--buffer-size 64] [--quick]
 """
 
 from __future__ import annotations
@@ -35,19 +37,76 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import TypeVar
 
 import ftpipe
+
+T = TypeVar("T")
 
 
 def noop(x: int) -> int:
     return x
 
 
-def run_ftpipe(n: int) -> int:
+BUFFER_SIZE = 64  # every stage's buffer and the sink's (--buffer-size)
+
+
+def noop_pipeline(n: int) -> ftpipe.Pipeline:
     builder = ftpipe.PipelineBuilder().add_source(range(n))
     for _ in range(3):
-        builder.pipe(noop)
-    with builder.add_sink(buffer_size=64).build() as pipeline:
+        builder.pipe(noop, buffer_size=BUFFER_SIZE)
+    return builder.add_sink(buffer_size=BUFFER_SIZE).build()
+
+
+def run_ftpipe(n: int) -> int:
+    with noop_pipeline(n) as pipeline:
+        return sum(1 for _ in pipeline)
+
+
+def in_thread(fn: Callable[[], T]) -> T:
+    """``fn()`` run in a thread of its own (its result, or its exception)."""
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            box.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
+
+
+def run_ftpipe_quiet_consumer(n: int) -> int:
+    """The pipeline's threads start from here; only the consuming thread drops its yields."""
+    from _quiet_yields import install
+
+    with noop_pipeline(n) as pipeline:
+
+        def consume() -> int:
+            install()  # this thread only: it starts nothing
+            return sum(1 for _ in pipeline)
+
+        return in_thread(consume)
+
+
+def run_ftpipe_quiet_engine(n: int) -> int:
+    """The pipeline starts from a thread without yields (its threads inherit that); this
+    thread consumes it, yields as usual."""
+    from _quiet_yields import install
+
+    def start() -> ftpipe.Pipeline:
+        install()
+        pipeline = noop_pipeline(n)
+        pipeline.start()
+        return pipeline
+
+    with in_thread(start) as pipeline:
         return sum(1 for _ in pipeline)
 
 
@@ -147,6 +206,7 @@ def spread(runs: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global BUFFER_SIZE
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -163,28 +223,44 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--quiet-yields",
-        action="store_true",
-        help="an experiment: sched_yield is a no-op for every thread (_quiet_yields.py)",
+        nargs="?",
+        const="all",
+        choices=("all", "consumer", "engine"),
+        help="an experiment: sched_yield is a no-op for every thread (all, the default), "
+        "the consuming thread only, or the pipeline's threads only (_quiet_yields.py)",
+    )
+    parser.add_argument(
+        "--buffer-size",
+        type=int,
+        default=BUFFER_SIZE,
+        help=f"ftpipe's stage and sink buffers (default {BUFFER_SIZE}, the engine's default)",
     )
     parser.add_argument("--quick", action="store_true", help="20k items, 3 repeats")
     args = parser.parse_args(argv)
-    if args.quiet_yields:
+    BUFFER_SIZE = args.buffer_size
+    if args.quiet_yields == "all":
         from _quiet_yields import install
 
         install()  # first: every thread started from here on inherits it
+    ours_fn = {
+        "consumer": run_ftpipe_quiet_consumer,
+        "engine": run_ftpipe_quiet_engine,
+    }.get(args.quiet_yields or "", run_ftpipe)
     n, repeat = (20_000, 3) if args.quick else (args.items, args.repeat)
     info = ftpipe.runtime_info(find_others=False)
     where = f" ({args.hog_session} session)" if args.hogs else ""
-    where += "; sched_yield a no-op (--quiet-yields)" if args.quiet_yields else ""
+    if args.quiet_yields:
+        where += f"; sched_yield a no-op (--quiet-yields {args.quiet_yields})"
     print(
-        f"engine_overhead: 3 no-op stages, {n} items, median of {repeat}; "
+        f"engine_overhead: 3 no-op stages, buffers of {BUFFER_SIZE}, {n} items, "
+        f"median of {repeat}; "
         f"Python {info.version} ({info.gil_summary}); {args.hogs} CPU hogs beside it{where}"
     )
     idle_cores: list[float] = []
     loaded_cores: list[float] = []
-    idle = rates(run_ftpipe, n, repeat, idle_cores) if args.hogs else []
+    idle = rates(ours_fn, n, repeat, idle_cores) if args.hogs else []
     with hogs_running(args.hogs, own_session=args.hog_session == "own"):
-        loaded = rates(run_ftpipe, n, repeat, loaded_cores)
+        loaded = rates(ours_fn, n, repeat, loaded_cores)
         ours = statistics.median(loaded)
         rows = [
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),

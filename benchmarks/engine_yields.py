@@ -9,9 +9,13 @@ waited runnable after losing the core.  A diagnostic, not a claim.
 
 A free-threaded CPython's internal mutex (``PyMutex``: ``threading.Lock``, the
 per-object locks of dicts, lists and types, biased reference counting's queues)
-calls ``sched_yield`` up to 40 times before it sleeps (GIL builds: never).  On an
-idle core a yield costs microseconds; when a busy process shares the core, each
-one can hand it that process until the scheduler's next tick (4 ms at HZ=250).
+calls ``sched_yield`` before it sleeps whenever it finds the lock taken (GIL
+builds: never).  On 3.13 it yields 40 times every time, however soon the holder
+lets go: its spin loop never looks at the lock again (CPython gh-135871).  The
+last column counts bursts of yields (one thread's yields less than 20 ms apart)
+and, in brackets, those a multiple of 40 long.  On an idle core a yield costs
+microseconds; when a busy process shares the core, each one can hand it that
+process until the scheduler's next tick (4 ms at HZ=250).
 
 Linux only; needs write access to tracefs (root, usually):
 
@@ -37,6 +41,9 @@ _EVENTS = ("sched/sched_switch", "syscalls/sys_enter_sched_yield")
 # "comm-tid (tgid) [cpu] flags time: event: fields", with options/record-tgid set.
 _LINE = re.compile(r"^\s*.+?-(\d+)\s+\(\s*(\d+|-+)\)\s+\[\d+\]\s+\S+\s+([\d.]+): (\w+)(.*)$")
 _SWITCH = re.compile(r"prev_pid=(\d+) .*?prev_state=(\S+) ==> .*?next_pid=(\d+)")
+# Yields of one thread closer together than this are one burst: one contended lock, or
+# several back to back (a yield that gives the core away returns a tick, 4 ms, later).
+ROUND_GAP_S = 0.02
 
 
 def tracefs() -> Path:
@@ -74,13 +81,22 @@ def summarize(trace: str, pid: int) -> dict[str, float]:
     preempted: dict[int, float] = {}  # tid -> when it left the core still runnable
     out = {"yields": 0, "gave_up": 0, "after_yield_s": 0.0, "runnable_wait_s": 0.0}
     waits: list[float] = []
+    rounds: list[int] = []  # yields per burst: one thread's yields less than ROUND_GAP_S apart
+    burst: dict[int, int] = {}  # tid -> yields in its current burst
+    last_yield: dict[int, float] = {}
     for line in trace.splitlines():
         m = _LINE.match(line)
         if m is None:
             continue
         tid, tgid, t, event = int(m[1]), m[2], float(m[3]), m[4]
         if event == "sys_sched_yield" and tgid == me:
-            yielded[tid] = t
+            if t - last_yield.get(tid, -1.0) < ROUND_GAP_S:
+                burst[tid] += 1
+            else:
+                if tid in burst:
+                    rounds.append(burst[tid])
+                burst[tid] = 1
+            yielded[tid] = last_yield[tid] = t
             out["yields"] += 1
         elif event == "sched_switch" and (s := _SWITCH.search(m[5])) is not None:
             prev, state, nxt = int(s[1]), s[2], int(s[3])
@@ -95,6 +111,9 @@ def summarize(trace: str, pid: int) -> dict[str, float]:
                 waits.append(t - gave_up.pop(nxt))
     out["after_yield_s"] = sum(waits)
     out["median_wait_us"] = statistics.median(waits) * 1e6 if waits else 0.0
+    rounds += burst.values()
+    out["bursts"] = len(rounds)
+    out["bursts_of_40s"] = sum(1 for r in rounds if r % 40 == 0)
     return out
 
 
@@ -120,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         f"# Python {info.version} ({info.gil_summary}), {args.items} items, "
         f"{args.hogs} hogs ({args.hog_session} session)"
     )
-    print("  items/s   yields  gave the core away  their wait (sum, median)  runnable wait")
+    print(
+        "  items/s   yields  gave the core away  their wait (sum, median)  runnable wait"
+        "  bursts (of 40n yields)"
+    )
     try:
         with hogs_running(args.hogs, own_session=args.hog_session == "own"):
             time.sleep(0.5)  # let the hogs settle on the cores
@@ -131,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {rate:>8,.0f} {s['yields']:>8.0f} {s['gave_up']:>19.0f}"
                     f"   {s['after_yield_s'] * 1e3:>8.0f} ms, {s['median_wait_us']:>6.0f} µs"
                     f"   {s['runnable_wait_s'] * 1e3:>10.0f} ms"
+                    f"   {s['bursts']:>6.0f} ({s['bursts_of_40s']:.0f})"
                 )
     finally:
         for event in _EVENTS:
