@@ -1,6 +1,7 @@
 """Engine overhead: a 3-stage no-op pipeline, items/s, against same-run baselines.
 
 Baselines, measured in the same process right beside ftpipe:
+  * the same three calls per item in a plain loop, in one thread (no engine at all),
   * a hand-written chain of ``queue.Queue`` with one thread per stage,
   * ``concurrent.futures.ThreadPoolExecutor.map`` applied three times (chunks),
   * SPDL's ``PipelineBuilder`` (``pip install spdl-core``), when installed.
@@ -136,6 +137,15 @@ def run_queue_chain(n: int) -> int:
     return count
 
 
+def run_plain_loop(n: int) -> int:
+    """The same three calls per item in one thread: no engine, no hand-offs."""
+    count = 0
+    for x in range(n):
+        noop(noop(noop(x)))
+        count += 1
+    return count
+
+
 def run_thread_pool(n: int) -> int:
     with ThreadPoolExecutor(3) as pool:
         items = pool.map(
@@ -259,10 +269,13 @@ def main(argv: list[str] | None = None) -> int:
     idle_cores: list[float] = []
     loaded_cores: list[float] = []
     idle = rates(ours_fn, n, repeat, idle_cores) if args.hogs else []
+    plain_idle = rates(run_plain_loop, n, repeat) if args.hogs else []
     with hogs_running(args.hogs, own_session=args.hog_session == "own"):
         loaded = rates(ours_fn, n, repeat, loaded_cores)
         ours = statistics.median(loaded)
+        plain = rates(run_plain_loop, n, repeat)
         rows = [
+            ("plain loop, one thread", statistics.median(plain)),
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
             ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat)),
         ]
@@ -283,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{used(loaded_cores):.2f} cores used"
         )
         print(f"  idle / with hogs (medians) = {slower:.2f}x slower")
+        print(
+            f"  {'plain loop idle':<24} {spread(plain_idle)} items/s; with {args.hogs} hogs "
+            f"{spread(plain)}: {statistics.median(plain_idle) / statistics.median(plain):.2f}x"
+        )
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
         print(f"  {name:<24} {rate:>12,.0f} items/s   ftpipe / {name} = {ours / rate:6.2f}x")
