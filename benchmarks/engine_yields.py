@@ -20,6 +20,7 @@ process until the scheduler's next tick (4 ms at HZ=250).
 Linux only; needs write access to tracefs (root, usually):
 
     sudo python benchmarks/engine_yields.py [--items 20000] [--runs 6] [--hogs 2]
+                                            [--hog-session same|own] [--quick]
 """
 
 from __future__ import annotations
@@ -125,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--hogs", type=int, default=2)
     parser.add_argument("--hog-session", choices=("same", "own"), default="same")
+    parser.add_argument("--quick", action="store_true", help="2 runs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 2
     root = tracefs()
     settings = ("trace_clock", "buffer_size_kb", "options/record-tgid")
     saved = {name: (root / name).read_text() for name in settings}
