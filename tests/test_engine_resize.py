@@ -248,3 +248,49 @@ def test_switching_executors_mid_run_keeps_every_item_once(ordered: bool) -> Non
                 seen.add(p.stats()["m"].executor)
     assert (out if ordered else sorted(out)) == list(range(n))
     assert seen == set(KINDS)
+
+
+@pytest.mark.thread_unsafe  # patches a module function for the whole process
+def test_a_move_keeps_the_stream_open_while_the_old_workers_retire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: the last thread of the old generation ended the output stream when it
+    retired before the first thread of the new one counted in, and the rest of the input
+    was silently dropped.  Forced here: the new generation starts only once the old one
+    has gone."""
+    from ftpipe._engine import _resize
+
+    n = 600
+    original = _resize.grow_threads
+
+    def after_the_old_generation(stage: Any, count: int, make: Any) -> None:
+        old = stage.workforce.generation - 1
+        deadline = time.monotonic() + 60
+        while stage.workforce._live.get(old, 0) > 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        original(stage, count, make)
+
+    monkeypatch.setattr(_resize, "grow_threads", after_the_old_generation)
+    p = (
+        ftpipe.PipelineBuilder()
+        .add_source(range(n))
+        .pipe(w.square, concurrency=2, name="sq")
+        .build()
+    )
+    out: list[int] = []
+    with p:
+        run = p._run
+        assert run is not None
+        stage = run.stages[0]
+
+        def move() -> None:
+            with run.resize_lock:
+                run._switch(stage, None, 2)
+
+        mover = threading.Thread(target=move)
+        for value in p:
+            out.append(value)
+            if len(out) == 100:
+                mover.start()  # the consumer keeps taking items: the old workers can finish
+        mover.join()
+    assert sorted(out) == [x * x for x in range(n)]

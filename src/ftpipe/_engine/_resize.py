@@ -19,7 +19,9 @@ Moving a stage to another executor (``executor="auto"``) is the same move: a new
 generation of workers (on the new executor) starts on the same input and output
 channels, every thread of the old one finishes the batch in hand and retires,
 and the old executor is shut down once its last thread left.  The new pool's
-workers are started (and run one call each) before the old generation retires.
+workers are started (and run one call each) before the old generation retires,
+and the move itself counts as a producer of the output until the new generation's
+threads have counted in: the old generation's last thread never ends the stream.
 """
 
 from __future__ import annotations
@@ -114,6 +116,24 @@ def switch_executor(
     there.  ``own`` hands an executor created here to the run, which shuts it
     down when it stops.
     """
+    # The move counts as one more producer of the output while it runs: the old
+    # generation may retire (each thread counting itself out) before the first thread
+    # of the new one counts in, and the stream must not end in between.
+    if not stage.outbox.add_producer():
+        return  # the stage's output ended, or the pipeline is stopping: nothing to move
+    try:
+        _move(stage, kind, n, own, scheduling)
+    finally:
+        stage.outbox.producer_done()
+
+
+def _move(
+    stage: StageRuntime,
+    kind: ExecutorKind | None,
+    n: int,
+    own: Callable[[Executor, ExecutorKind], None],
+    scheduling: Scheduling,
+) -> None:
     old = stage.executor
     if kind is None:
         executor: Executor | None = None
