@@ -252,4 +252,9 @@ def test_a_pool_worker_a_resize_started_sees_the_new_concurrency() -> None:
         pool.submit(int).result(timeout=30)
         gate.set()
         assert busy.result(timeout=30)
-    assert seen == [ftpipe.WorkerInfo("s", 0, 1), ftpipe.WorkerInfo("s", 1, 2)]
+    # Each worker's initializer runs in its own thread, so the two may append in
+    # either order; what each saw is fixed when the pool starts it.
+    assert sorted(seen, key=lambda info: info.worker) == [
+        ftpipe.WorkerInfo("s", 0, 1),
+        ftpipe.WorkerInfo("s", 1, 2),
+    ]
