@@ -1,6 +1,8 @@
 """Engine overhead: a 3-stage no-op pipeline, items/s, against same-run baselines.
 
 Baselines, measured in the same process right beside ftpipe:
+  * ftpipe with the three calls folded into one stage (what docs/free-threading.md
+    advises for steps that cost next to nothing),
   * the same three calls per item in a plain loop, in one thread (no engine at all),
   * a hand-written chain of ``queue.Queue`` with one thread per stage,
   * ``concurrent.futures.ThreadPoolExecutor.map`` applied three times (chunks),
@@ -61,6 +63,18 @@ def noop_pipeline(n: int) -> ftpipe.Pipeline:
 
 def run_ftpipe(n: int) -> int:
     with noop_pipeline(n) as pipeline:
+        return sum(1 for _ in pipeline)
+
+
+def noop3(x: int) -> int:
+    return noop(noop(noop(x)))
+
+
+def run_ftpipe_folded(n: int) -> int:
+    """The same three calls in one stage: one engine thread fewer per call folded."""
+    builder = ftpipe.PipelineBuilder().add_source(range(n))
+    builder.pipe(noop3, buffer_size=BUFFER_SIZE)
+    with builder.add_sink(buffer_size=BUFFER_SIZE).build() as pipeline:
         return sum(1 for _ in pipeline)
 
 
@@ -270,11 +284,14 @@ def main(argv: list[str] | None = None) -> int:
     loaded_cores: list[float] = []
     idle = rates(ours_fn, n, repeat, idle_cores) if args.hogs else []
     plain_idle = rates(run_plain_loop, n, repeat) if args.hogs else []
+    folded_idle = rates(run_ftpipe_folded, n, repeat) if args.hogs else []
     with hogs_running(args.hogs, own_session=args.hog_session == "own"):
         loaded = rates(ours_fn, n, repeat, loaded_cores)
         ours = statistics.median(loaded)
         plain = rates(run_plain_loop, n, repeat)
+        folded = rates(run_ftpipe_folded, n, repeat)
         rows = [
+            ("ftpipe, 1 folded stage", statistics.median(folded)),
             ("plain loop, one thread", statistics.median(plain)),
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
             ("ThreadPoolExecutor.map", measure(run_thread_pool, n, repeat)),
@@ -299,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"  {'plain loop idle':<24} {spread(plain_idle)} items/s; with {args.hogs} hogs "
             f"{spread(plain)}: {statistics.median(plain_idle) / statistics.median(plain):.2f}x"
+        )
+        print(
+            f"  {'1 folded stage idle':<24} {spread(folded_idle)} items/s; with {args.hogs} "
+            f"hogs {spread(folded)}: "
+            f"{statistics.median(folded_idle) / statistics.median(folded):.2f}x"
         )
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
