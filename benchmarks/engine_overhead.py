@@ -54,10 +54,16 @@ def noop(x: int) -> int:
 BUFFER_SIZE = 64  # every stage's buffer and the sink's (--buffer-size)
 
 
-def noop_pipeline(n: int) -> ftpipe.Pipeline:
+def noop3(x: int) -> int:
+    return noop(noop(noop(x)))
+
+
+def noop_pipeline(
+    n: int, stages: tuple[Callable[[int], int], ...] = (noop,) * 3
+) -> ftpipe.Pipeline:
     builder = ftpipe.PipelineBuilder().add_source(range(n))
-    for _ in range(3):
-        builder.pipe(noop, buffer_size=BUFFER_SIZE)
+    for fn in stages:
+        builder.pipe(fn, buffer_size=BUFFER_SIZE)
     return builder.add_sink(buffer_size=BUFFER_SIZE).build()
 
 
@@ -66,15 +72,9 @@ def run_ftpipe(n: int) -> int:
         return sum(1 for _ in pipeline)
 
 
-def noop3(x: int) -> int:
-    return noop(noop(noop(x)))
-
-
 def run_ftpipe_folded(n: int) -> int:
     """The same three calls in one stage: one engine thread fewer per call folded."""
-    builder = ftpipe.PipelineBuilder().add_source(range(n))
-    builder.pipe(noop3, buffer_size=BUFFER_SIZE)
-    with builder.add_sink(buffer_size=BUFFER_SIZE).build() as pipeline:
+    with noop_pipeline(n, (noop3,)) as pipeline:
         return sum(1 for _ in pipeline)
 
 
@@ -229,6 +229,12 @@ def spread(runs: list[float]) -> str:
     return f"min {min(runs):,.0f} / median {statistics.median(runs):,.0f} / max {max(runs):,.0f}"
 
 
+def idle_against_hogs(name: str, idle: list[float], loaded: list[float], hogs: int) -> str:
+    """One baseline's runs idle and beside the hogs, and idle / hogs (medians)."""
+    slower = statistics.median(idle) / statistics.median(loaded)
+    return f"  {name:<24} {spread(idle)} items/s; with {hogs} hogs {spread(loaded)}: {slower:.2f}x"
+
+
 def main(argv: list[str] | None = None) -> int:
     global BUFFER_SIZE
     parser = argparse.ArgumentParser(
@@ -313,15 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{used(loaded_cores):.2f} cores used"
         )
         print(f"  idle / with hogs (medians) = {slower:.2f}x slower")
-        print(
-            f"  {'plain loop idle':<24} {spread(plain_idle)} items/s; with {args.hogs} hogs "
-            f"{spread(plain)}: {statistics.median(plain_idle) / statistics.median(plain):.2f}x"
-        )
-        print(
-            f"  {'1 folded stage idle':<24} {spread(folded_idle)} items/s; with {args.hogs} "
-            f"hogs {spread(folded)}: "
-            f"{statistics.median(folded_idle) / statistics.median(folded):.2f}x"
-        )
+        print(idle_against_hogs("plain loop idle", plain_idle, plain, args.hogs))
+        print(idle_against_hogs("1 folded stage idle", folded_idle, folded, args.hogs))
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
         print(f"  {name:<24} {rate:>12,.0f} items/s   ftpipe / {name} = {ours / rate:6.2f}x")
