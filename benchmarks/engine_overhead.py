@@ -1,8 +1,10 @@
 """Engine overhead: a 3-stage no-op pipeline, items/s, against same-run baselines.
 
-Baselines, measured in the same process right beside ftpipe:
-  * ftpipe with the three calls folded into one stage (what docs/free-threading.md
-    advises for steps that cost next to nothing),
+The pipeline is built as a user would (``inline=True``, the default: once its calls
+prove to cost about a microsecond, the consumer's thread runs them).  Baselines,
+measured in the same process right beside it:
+  * the same pipeline kept on threads (``inline=False``: the engine's hand-offs),
+  * ftpipe with the three calls folded into one stage,
   * the same three calls per item in a plain loop, in one thread (no engine at all),
   * a hand-written chain of ``queue.Queue`` with one thread per stage,
   * ``concurrent.futures.ThreadPoolExecutor.map`` applied three times (chunks),
@@ -59,9 +61,9 @@ def noop3(x: int) -> int:
 
 
 def noop_pipeline(
-    n: int, stages: tuple[Callable[[int], int], ...] = (noop,) * 3
+    n: int, stages: tuple[Callable[[int], int], ...] = (noop,) * 3, *, inline: bool = True
 ) -> ftpipe.Pipeline:
-    builder = ftpipe.PipelineBuilder().add_source(range(n))
+    builder = ftpipe.PipelineBuilder(inline=inline).add_source(range(n))
     for fn in stages:
         builder.pipe(fn, buffer_size=BUFFER_SIZE)
     return builder.add_sink(buffer_size=BUFFER_SIZE).build()
@@ -69,6 +71,12 @@ def noop_pipeline(
 
 def run_ftpipe(n: int) -> int:
     with noop_pipeline(n) as pipeline:
+        return sum(1 for _ in pipeline)
+
+
+def run_ftpipe_threads(n: int) -> int:
+    """The 3-stage pipeline kept on threads (inline=False): the engine's hand-offs."""
+    with noop_pipeline(n, inline=False) as pipeline:
         return sum(1 for _ in pipeline)
 
 
@@ -291,12 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     idle = rates(ours_fn, n, repeat, idle_cores) if args.hogs else []
     plain_idle = rates(run_plain_loop, n, repeat) if args.hogs else []
     folded_idle = rates(run_ftpipe_folded, n, repeat) if args.hogs else []
+    threads_idle = rates(run_ftpipe_threads, n, repeat) if args.hogs else []
     with hogs_running(args.hogs, own_session=args.hog_session == "own"):
         loaded = rates(ours_fn, n, repeat, loaded_cores)
         ours = statistics.median(loaded)
         plain = rates(run_plain_loop, n, repeat)
         folded = rates(run_ftpipe_folded, n, repeat)
+        threads = rates(run_ftpipe_threads, n, repeat)
         rows = [
+            ("ftpipe, inline=False", statistics.median(threads)),
             ("ftpipe, 1 folded stage", statistics.median(folded)),
             ("plain loop, one thread", statistics.median(plain)),
             ("queue.Queue chain", measure(run_queue_chain, n, repeat)),
@@ -321,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  idle / with hogs (medians) = {slower:.2f}x slower")
         print(idle_against_hogs("plain loop idle", plain_idle, plain, args.hogs))
         print(idle_against_hogs("1 folded stage idle", folded_idle, folded, args.hogs))
+        print(idle_against_hogs("inline=False idle", threads_idle, threads, args.hogs))
     print(f"  {'ftpipe':<24} {ours:>12,.0f} items/s")
     for name, rate in rows:
         print(f"  {name:<24} {rate:>12,.0f} items/s   ftpipe / {name} = {ours / rate:6.2f}x")

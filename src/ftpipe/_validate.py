@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["an_int", "non_negative_int", "positive_int"]
+__all__ = ["a_bool", "an_int", "non_negative_int", "positive_int"]
 
 
 def positive_int(value: Any, what: str) -> int:
@@ -51,4 +51,15 @@ def non_negative_int(value: Any, what: str) -> int:
         raise TypeError(f"{what} must be an int >= 0, got {type(value).__name__} {value!r:.80}")
     if value < 0:
         raise ValueError(f"{what} must be an int >= 0, got {value!r}")
+    return value
+
+
+def a_bool(value: Any, what: str) -> bool:
+    """Return ``value`` if it is True or False.
+
+    Raises:
+        TypeError: ``value`` is not a bool.
+    """
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {type(value).__name__} {value!r:.80}")
     return value

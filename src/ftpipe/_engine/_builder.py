@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from .._priority import Scheduling
-from .._validate import an_int, non_negative_int, positive_int
+from .._validate import a_bool, an_int, non_negative_int, positive_int
 from ._apply_report import TUNING_ENV, apply_report
 from ._calls import flatten
 from ._config import DEFAULT_BUFFER_SIZE, FnKind, PipelineConfig, StageConfig, StageKind
@@ -60,11 +60,13 @@ class PipelineBuilder:
             pipeline's threads inherit their priority, as Linux threads do).
         cpus: Pin the same threads and processes to these CPU ids (a subset of
             ``os.sched_getaffinity(0)``); None: no pinning.
+        inline: False keeps every stage on threads; True (default) lets calls that prove
+            to cost about a microsecond run in the consumer's thread (docs/free-threading.md).
 
     Raises:
         ValueError: ``priority`` is not ``"normal"``, ``"background"`` or ``"idle"``,
             or ``cpus`` is empty or names a CPU this process may not use.
-        TypeError: ``cpus`` is not a collection of ints.
+        TypeError: ``cpus`` is not a collection of ints, or ``inline`` not a bool.
 
     Example:
         >>> import ftpipe
@@ -87,6 +89,7 @@ class PipelineBuilder:
         epoch: int = 0,
         priority: str = "normal",
         cpus: Iterable[int] | None = None,
+        inline: bool = True,
     ) -> None:
         """Start an empty pipeline.
 
@@ -97,17 +100,17 @@ class PipelineBuilder:
                 and on any executor.  An int >= 0; None: no seeds.
             epoch: Which epoch the item seeds are for (an int); a new epoch gives
                 every item new seeds.  ``set_epoch`` changes it.
-            priority: See the class docstring.
-            cpus: See the class docstring.
+            priority, cpus, inline: See the class docstring.
 
         Raises:
-            TypeError: ``seed`` or ``epoch`` is not an int, or ``cpus`` not ints.
+            TypeError: ``seed``, ``epoch`` not ints, ``cpus`` not ints, ``inline`` not a bool.
             ValueError: ``seed`` is negative, ``priority`` unknown, or ``cpus``
                 names a CPU this process may not use.
         """
         self._scheduling = Scheduling.of(priority, cpus, "PipelineBuilder")
         self._seed = None if seed is None else non_negative_int(seed, "PipelineBuilder: seed")
         self._epoch = an_int(epoch, "PipelineBuilder: epoch")
+        self._inline = a_bool(inline, "PipelineBuilder: inline")
         self._source: Iterable[Any] | AsyncIterable[Any] | None = None
         self._stages: list[StageConfig] = []
         self._sink_buffer_size: int | None = None
@@ -261,20 +264,13 @@ class PipelineBuilder:
                     "output is what the consumer reads); give the size in one place"
                 )
             sink = last.buffer_size
-        if sink is None:
-            sink = DEFAULT_BUFFER_SIZE
+        sink = DEFAULT_BUFFER_SIZE if sink is None else sink
         stages = tuple(self._stages)
         if self._seed is not None:
             seed, epoch = self._seed, self._epoch
             stages = tuple(replace(s, seed_key=stage_key(seed, epoch, s.name)) for s in stages)
-        return PipelineConfig(
-            self._source,
-            stages,
-            sink,
-            seed=self._seed,
-            epoch=self._epoch,
-            scheduling=self._scheduling,
-        )
+        how = (self._scheduling, self._seed, self._epoch)
+        return PipelineConfig(self._source, stages, sink, *how, inline=self._inline)
 
     def apply_tuning(self, report: Any) -> Self:
         """Set each stage's concurrency and executor to a diagnosis report's advice.

@@ -284,6 +284,8 @@ class PipelineConfig:
             checkpointed run had used up the ones before).
         source_state: ``(state, skip)`` for a source with ``load_state_dict()``:
             load ``state``, then skip ``skip`` items (``build(state=...)``).
+        inline: Stages whose calls prove to cost about a microsecond may run in the
+            consumer's thread (``PipelineBuilder(inline=...)``, ``_inline``).
     """
 
     source: Iterable[Any] | AsyncIterable[Any]
@@ -295,3 +297,4 @@ class PipelineConfig:
     start: int = 0
     source_offset: int = 0
     source_state: tuple[Any, int] | None = None
+    inline: bool = True

@@ -8,6 +8,7 @@
       close() / with-exit ───────────────►    stop(): stop channels, wake waiters
       garbage collection ── finalize ─────►   stop()  (threads never hold the Pipeline,
                                                        so an abandoned one is collected)
+      cheap calls: __next__ runs them itself (_handover, _inline), the run's threads ended
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from .._validate import positive_int
 from ._channel import EndOfStream, Stopped
 from ._config import PipelineConfig
+from ._handover import AGAIN, Handover
+from ._inline import Inline, Watch, advanced, can_inline
 from ._run import Run
 from ._state import state_of, trim
 from ._stats import PipelineStats
@@ -31,7 +34,7 @@ __all__ = ["Pipeline", "PipelineIterator"]
 _TRIM_EVERY = 1024
 
 
-class Pipeline:
+class Pipeline(Handover):
     """A built pipeline: iterate it for results; ``with`` starts and stops it.
 
     A pipeline runs once.  Leaving the ``with`` block, ``close()``, ``break``
@@ -54,6 +57,14 @@ class Pipeline:
         self._local: deque[Any] = deque()
         self._fetched = config.start  # outputs taken from the sink (under the consumer lock)
         self._trimmed = config.start  # _fetched when the ledgers were last trimmed
+        # Cheap stages in the consumer's thread (_handover, _inline): under the consumer lock.
+        self._watch: Watch | None = None  # while on threads
+        self._cost = 0.0  # CPU seconds per item the watch measured
+        self._inline: Inline | None = None  # once inline
+        self._inline_error: BaseException | None = None  # raised once _local is empty
+        # The config of the run that went inline: checkpoints up to where the next
+        # run starts are positions (nothing was in flight).
+        self._quiet: PipelineConfig | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -76,6 +87,8 @@ class Pipeline:
             run = Run(self._config)
             self._run = run
             self._state = "running"
+            if can_inline(self._config):
+                self._watch = Watch(run, self._fetched)
             # Stop the threads if the user drops the pipeline without closing it.
             weakref.finalize(self, run.stop)
         run.start()
@@ -118,28 +131,46 @@ class Pipeline:
                 self.start()
                 with self._lock:
                     run = self._run
-            if run is None or state == "finished" and not self._local:
-                raise StopIteration
-            try:
-                _, values = run.sink.get(run.sink.capacity)
-            except (EndOfStream, Stopped):
-                values = None
-            if values is None:
-                # Raised outside the except clause: the error keeps its own __cause__
-                # (a worker's remote traceback) and gains no engine context.
-                error = run.error
-                self._finish(holding_consumer_lock=True)
-                if error is not None:
-                    raise error
-                raise StopIteration
-            self._fetched += len(values)
-            self._local.extend(values[1:])
-            if run.tracked and self._fetched - self._trimmed >= _TRIM_EVERY:
-                # The ledgers forget what is before the consumer (values[0] is its now).
-                self._trimmed = self._fetched
-                outboxes = [stage.outbox for stage in run.stages]
-                trim(self._config, self._consumed(), outboxes, run.source.snapshots)
-            return values[0]
+            while True:
+                if run is None or state == "finished" and not self._local:
+                    raise StopIteration
+                if self._inline is not None:
+                    value = self._next_inline(self._inline)
+                else:
+                    value = self._next_from(run)
+                if value is not AGAIN:
+                    return value
+                with self._lock:  # the run changed (inline, or back to threads)
+                    run, state = self._run, self._state
+
+    def _next_from(self, run: Run) -> Any:
+        """The next output of a run on threads (consumer lock held); AGAIN: it changed."""
+        try:
+            _, values = run.sink.get(run.sink.capacity)
+        except (EndOfStream, Stopped):
+            values = None
+        if values is None:
+            if run.source.lent is not None and run.error is None and not run.stopping:
+                self._drained(run)  # the source stopped for the consumer to go on from
+                return AGAIN
+            # Raised outside the except clause: the error keeps its own __cause__
+            # (a worker's remote traceback) and gains no engine context.
+            error = run.error
+            self._finish(holding_consumer_lock=True)
+            if error is not None:
+                raise error
+            raise StopIteration
+        self._fetched += len(values)
+        self._local.extend(values[1:])
+        if run.tracked and self._fetched - self._trimmed >= _TRIM_EVERY:
+            # The ledgers forget what is before the consumer (values[0] is its now).
+            self._trimmed = self._fetched
+            outboxes = [stage.outbox for stage in run.stages]
+            consumed = self._fetched - len(self._local) - run.config.start
+            trim(run.config, consumed, outboxes, run.source.snapshots)
+        if self._watch is not None and self._fetched >= self._watch.next_at:
+            self._look(run)
+        return values[0]
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:
         with self._lock:
@@ -199,7 +230,22 @@ class Pipeline:
             raise RuntimeError(
                 "resize: the pipeline has finished; only a running one can be resized"
             )
-        run.resize(stage, n)
+        while True:
+            with run.resize_lock:
+                if self._run is run and self._inline is None:
+                    run.resize_locked(stage, n)
+                    return
+            with self._consumer_lock:  # waits for an inline batch in progress
+                inline = self._inline
+                if inline is not None and inline.run is run:
+                    self._to_threads(run, inline.iterator, {stage: n}, f"resized to {n}")
+                    return
+            with self._lock:
+                run, state = self._run, self._state
+            if run is None or state == "finished":
+                raise RuntimeError(
+                    "resize: the pipeline has finished; only a running one can be resized"
+                )
 
     def __repr__(self) -> str:
         with self._lock:
@@ -234,19 +280,23 @@ class Pipeline:
         with self._consumer_lock:
             return self._checkpoint()
 
-    def _consumed(self) -> int:
-        """Outputs the consumer took from this run."""
-        return self._fetched - self._config.start - len(self._local)
-
     def _checkpoint(self) -> dict[str, Any]:
-        consumed = self._consumed()
+        done = self._fetched - len(self._local)  # outputs the consumer took, all runs
         with self._lock:
             run = self._run
+        quiet = self._quiet
+        if quiet is not None and (
+            self._inline is not None or run is None or done <= run.config.start
+        ):
+            # Inline (or before the run that followed): nothing in flight, a position.
+            return state_of(advanced(quiet, done - quiet.start), 0, None, None)
+        config = self._config if run is None else run.config
+        consumed = done - config.start
         if run is None or not run.tracked:
-            return state_of(self._config, consumed, None, None)
+            return state_of(config, consumed, None, None)
         # Nothing taken yet: the point this run started from, as it was given.
         outboxes = [stage.outbox for stage in run.stages] if consumed else None
-        return state_of(self._config, consumed, outboxes, run.source.snapshots)
+        return state_of(config, consumed, outboxes, run.source.snapshots)
 
     def stats(self) -> PipelineStats:
         """Return a frozen snapshot of per-stage statistics (safe from any thread)."""

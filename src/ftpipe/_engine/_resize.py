@@ -2,7 +2,7 @@
 
 ::
 
-    Pipeline.resize(name, n) ──► Run.resize (one resize at a time) ──► resize_stage
+    Pipeline.resize(name, n) ──► Run.resize_locked (one resize at a time) ──► resize_stage
       thread stage      n threads:     grow: add_worker (a producer first, then the thread)
                                        shrink: surplus threads retire between batches
       owned pool        pool.resize(n), and 2n submitting threads, as above

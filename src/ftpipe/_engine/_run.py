@@ -39,7 +39,7 @@ from ._resumable import resumable
 from ._setup import create_executor
 from ._source import Source
 from ._stage import StageRuntime
-from ._stats import PipelineStats, find_bottleneck, merge
+from ._stats import PipelineStats, WorkerCounters, find_bottleneck, merge
 from ._tuner import Tuner
 from ._workforce import Workforce
 
@@ -102,7 +102,7 @@ class Run:
     """The running state of one pipeline: what its threads reference."""
 
     def __init__(self, config: PipelineConfig) -> None:
-        self._config = config
+        self.config = config  # for a resumed or continued run: from where it starts
         self.stop_future: Future[None] = Future()
         self._lock = threading.Lock()  # guards _error, _threads, _live, _owned
         self._error: BaseException | None = None
@@ -113,6 +113,8 @@ class Run:
         self._live = 0
         self._owned: list[tuple[Executor, ExecutorKind]] = []
         self.started = perf_counter()
+        # The counters of the runs this pipeline ran before this one (see carry_over).
+        self._earlier: list[list[WorkerCounters]] = [[] for _ in range(len(config.stages) + 1)]
         self.channels: list[Channel] = []
         self.stages: list[StageRuntime] = []
         self.tracked = resumable(config)  # checkpoints: every stage's channel keeps a ledger
@@ -147,6 +149,13 @@ class Run:
             else None
         )
 
+    def carry_over(self, before: Run) -> None:
+        """Count ``before``'s work in this run's statistics (a pipeline's next run)."""
+        self.started = before.started
+        source = before.source.counters
+        mine = [[] if source is None else [source]] + [list(s.counters) for s in before.stages]
+        self._earlier = [a + b for a, b in zip(before._earlier, mine, strict=True)]
+
     def _executor_for(self, cfg: StageConfig) -> Executor | None:
         if cfg.executor is None or isinstance(cfg.executor, Executor):
             return cfg.executor
@@ -154,7 +163,7 @@ class Run:
         assert kind is not None, "validated by the builder"
         # Created here, in the consumer's thread: a process executor starts its
         # forkserver from a thread that was never lowered.
-        executor = create_executor(kind, cfg, self._config.scheduling)
+        executor = create_executor(kind, cfg, self.config.scheduling)
         self._owned.append((executor, kind))
         return executor
 
@@ -211,7 +220,7 @@ class Run:
         self.channels[stage + 1].cut(seq)
 
     def thread(self, target: Callable[[], None], name: str) -> None:
-        scheduling = self._config.scheduling
+        scheduling = self.config.scheduling
 
         def body() -> None:
             try:
@@ -240,8 +249,8 @@ class Run:
             for stage in self.stages:
                 start_stage(stage)
             if self.tuner is not None:
-                if not self._config.scheduling.is_normal and any(
-                    s.auto_executor for s in self._config.stages
+                if not self.config.scheduling.is_normal and any(
+                    s.auto_executor for s in self.config.stages
                 ):
                     # The tuner may create a process pool from its lowered thread: the
                     # forkserver must not start there (it would lower every later child).
@@ -313,25 +322,25 @@ class Run:
             if self._stopping.is_set():
                 self._shutdown_executors()  # stopped meanwhile: join() may have run already
 
-        switch_executor(stage, kind, n, own, self._config.scheduling)
+        switch_executor(stage, kind, n, own, self.config.scheduling)
 
-    def resize(self, name: str, n: int) -> None:
-        """Give the running stage ``name`` ``n`` workers (see ``_resize``)."""
+    def resize_locked(self, name: str, n: int) -> None:
+        """Give the running stage ``name`` ``n`` workers (see ``_resize``); the caller
+        holds ``resize_lock``."""
         stage = next(s for s in self.stages if s.config.name == name)
-        with self.resize_lock:
-            resize_stage(stage, n)
+        resize_stage(stage, n)
 
     def stats(self) -> PipelineStats:
-        source = self.source.stats()
+        source = self.source.stats(self._earlier[0])
         stages = [] if source is None else [source]
-        for stage in self.stages:
+        for stage, earlier in zip(self.stages, self._earlier[1:], strict=True):
             cfg = stage.config
             stages.append(
                 merge(
                     cfg.name,
                     stage.workforce.size,
                     stage.executor_name,
-                    list(stage.counters),
+                    earlier + list(stage.counters),
                     stage.outbox.occupancy(),
                     stage.outbox.capacity,
                     tuning=stage.tuning,

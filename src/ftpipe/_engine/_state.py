@@ -48,6 +48,7 @@ from ._resumable import check_resumable, is_stateful_source, per_output
 __all__ = [
     "STATE_VERSION",
     "Snapshots",
+    "Tail",
     "resume",
     "state_of",
     "trace",
@@ -227,7 +228,7 @@ def resume(config: PipelineConfig, state: Any) -> PipelineConfig:
             )
         restored = (source_state["state"], _count(source_state.get("skip"), "'skip'"))
     else:
-        source = _Tail(source, position)
+        source = Tail(source, position)
     return replace(
         config,
         source=source,
@@ -270,7 +271,7 @@ def _resumed(stage: StageConfig, at: Any) -> StageConfig:
     )
 
 
-class _Tail(Sequence[Any]):
+class Tail(Sequence[Any]):
     """A sequence (or a dataset with ``__len__`` and ``__getitem__``) from item ``start``
     on, without copying it."""
 
