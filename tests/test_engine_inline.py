@@ -256,3 +256,43 @@ def test_ctrl_c_in_an_inline_call_reaches_the_consumer_and_closes() -> None:
         with pytest.raises(StopIteration):  # closed
             next(pipeline)
     assert out == expected(len(out))
+
+
+def test_a_source_that_waits_stays_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_inline, "INLINE_MAX", 1.0)  # CPU: cheap whatever the machine
+    threads: list[int] = []
+
+    def reads() -> Iterator[int]:
+        for x in range(2000):
+            time.sleep(0.0001)  # little CPU, much time: a file, a socket
+            yield x
+
+    with (
+        ftpipe.PipelineBuilder()
+        .add_source(reads())
+        .pipe(calls_in(threads), name="record")
+        .build() as p
+    ):
+        assert list(p) == list(range(2000))
+        assert not p.stats()["record"].tuning
+    assert threading.get_ident() not in threads
+
+
+@pytest.mark.usefixtures("cheap_enough")
+def test_ctrl_c_in_the_source_inline_reaches_the_consumer_at_once() -> None:
+    interrupt = threading.Event()
+
+    def source() -> Iterator[int]:
+        for x in range(N):
+            if interrupt.is_set():
+                raise KeyboardInterrupt
+            yield x
+
+    pipeline = builder(source()).build()
+    out: list[int] = []
+    with pipeline:
+        until_inline(pipeline, out)
+        interrupt.set()
+        with pytest.raises(KeyboardInterrupt):
+            out.extend(pipeline)
+    assert out == expected(len(out))

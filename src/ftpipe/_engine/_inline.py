@@ -124,30 +124,43 @@ class Watch:
         self.next_at = fetched + WATCH_EVERY
         self._last = self._totals(fetched)
 
-    def _totals(self, fetched: int) -> tuple[float, int, list[tuple[float, int]]]:
+    def _totals(self, fetched: int) -> tuple[float, int, list[tuple[float, float, int]]]:
         run = self._run
-        stages = [
-            (sum(c.cpu for c in s.counters), sum(c.items_in for c in s.counters))
+        parts = [
+            (
+                sum(c.cpu for c in s.counters),
+                sum(c.busy for c in s.counters),
+                sum(c.items_in for c in s.counters),
+            )
             for s in run.stages
         ]
         source = run.source.counters
-        stages.append((0.0, 0) if source is None else (source.cpu, source.items_out))
-        return perf_counter(), fetched, stages
+        parts.append(
+            (0.0, 0.0, 0) if source is None else (source.cpu, source.busy, source.items_out)
+        )
+        return perf_counter(), fetched, parts
 
     def cheap(self, fetched: int) -> float | None:
-        """CPU seconds per item of the source and every stage, if the run should go inline."""
+        """CPU seconds per item of the source and every stage, if the run should go inline.
+
+        Cheap: at most INLINE_MAX and less than the wall time per item the threads
+        took, and calls that do not wait either (their wall time at most SLOW per
+        item, as a source reading files can cost little CPU and much time).
+        """
         self.next_at = fetched + WATCH_EVERY
         now = self._totals(fetched)
         last, self._last = self._last, now
         if any(s.workforce.size != 1 for s in self._run.stages):
             return None
-        per_item = 0.0
-        for (cpu, items), (cpu0, items0) in zip(now[2], last[2], strict=True):
-            if items - items0 < WATCH_EVERY // 4:
+        cpu = busy = 0.0
+        for (cpu1, busy1, items1), (cpu0, busy0, items0) in zip(now[2], last[2], strict=True):
+            items = items1 - items0
+            if items < WATCH_EVERY // 4:
                 return None  # too few to tell (or a stage that barely ran)
-            per_item += (cpu - cpu0) / (items - items0)
+            cpu += (cpu1 - cpu0) / items
+            busy += (busy1 - busy0) / items
         wall = (now[0] - last[0]) / max(1, now[1] - last[1])
-        return per_item if per_item <= min(INLINE_MAX, wall) else None
+        return cpu if cpu <= min(INLINE_MAX, wall) and busy <= SLOW else None
 
 
 class Inline:
@@ -194,7 +207,7 @@ class Inline:
         take = self._take
         try:
             items.extend(islice(self.iterator, take))  # keeps what came before an error
-        except BaseException as exc:  # noqa: BLE001 - the source's error, after its items
+        except Exception as exc:  # noqa: BLE001 - after its items (Ctrl-C: at once)
             error = as_stage_error(exc)
             error.add_note("ftpipe: raised by the source")
         if len(items) < take:
