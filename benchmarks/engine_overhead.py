@@ -1,7 +1,7 @@
 """Engine overhead: a 3-stage no-op pipeline, items/s, against same-run baselines.
 
-The pipeline is built as a user would (``inline=True``, the default: once its calls
-prove to cost about a microsecond, the consumer's thread runs them).  Baselines,
+The pipeline is built as a user would (``inline=True``, the default: the consumer's
+thread runs its calls until they prove slow).  Baselines,
 measured in the same process right beside it:
   * the same pipeline kept on threads (``inline=False``: the engine's hand-offs),
   * ftpipe with the three calls folded into one stage,

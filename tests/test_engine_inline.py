@@ -42,10 +42,11 @@ def expected(n: int = N, start: int = 0) -> list[int]:
 
 
 def until_inline(pipeline: ftpipe.Pipeline, out: list[Any]) -> None:
-    """Take outputs into ``out`` until the pipeline runs inline (fails if it never does)."""
+    """Take outputs into ``out`` until the pipeline's probe found its calls cheap."""
     for value in pipeline:
         out.append(value)
-        if pipeline.stats()["plus1"].tuning.startswith("inline"):
+        tuning = pipeline.stats()["plus1"].tuning
+        if tuning.startswith("inline: run in the consumer's thread"):
             return
     pytest.fail(f"never went inline; stats: {pipeline.stats()}")
 
@@ -59,20 +60,19 @@ def calls_in(threads: list[int]) -> Callable[[int], int]:
 
 
 @pytest.mark.usefixtures("cheap_enough")
-def test_cheap_stages_move_to_the_consumers_thread_and_keep_every_item() -> None:
+def test_cheap_stages_run_in_the_consumers_thread_and_keep_every_item() -> None:
     threads: list[int] = []
     pipeline = builder().pipe(calls_in(threads), name="record").build()
     out: list[int] = []
     with pipeline:
+        assert pipeline.stats()["record"].tuning == ""  # no note until the probe decides
         until_inline(pipeline, out)
-        mark = len(threads)
         out.extend(pipeline)
         stats = pipeline.stats()
     assert out == expected()
     assert len(threads) == N
-    me = threading.get_ident()
-    assert set(threads[mark:]) == {me}, "inline calls run in the consumer's thread"
-    assert me not in threads[: N // 100], "the first calls ran on the stage's thread"
+    assert set(threads) == {threading.get_ident()}, "every call ran in the consumer's thread"
+    assert "us of CPU per item, source and stages" in stats["record"].tuning
     for name in ("plus1", "times2", "record"):
         assert (stats[name].items_in, stats[name].items_out) == (N, N), stats[name]
         assert stats[name].busy_s > 0
@@ -258,7 +258,7 @@ def test_ctrl_c_in_an_inline_call_reaches_the_consumer_and_closes() -> None:
     assert out == expected(len(out))
 
 
-def test_a_source_that_waits_stays_on_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_source_that_waits_gets_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_inline, "INLINE_MAX", 1.0)  # CPU: cheap whatever the machine
     threads: list[int] = []
 
@@ -267,15 +267,41 @@ def test_a_source_that_waits_stays_on_threads(monkeypatch: pytest.MonkeyPatch) -
             time.sleep(0.0001)  # little CPU, much time: a file, a socket
             yield x
 
-    with (
-        ftpipe.PipelineBuilder()
-        .add_source(reads())
-        .pipe(calls_in(threads), name="record")
-        .build() as p
-    ):
+    b = ftpipe.PipelineBuilder().add_source(reads()).pipe(calls_in(threads), name="record")
+    with b.build() as p:
         assert list(p) == list(range(2000))
-        assert not p.stats()["record"].tuning
-    assert threading.get_ident() not in threads
+        assert p.stats()["record"].tuning.startswith("back on threads: calls took")
+    assert threading.get_ident() not in threads[2:], "two slow batches, then threads"
+
+
+def test_slow_calls_from_the_start_get_threads_after_two() -> None:
+    threads: list[int] = []
+
+    def slow(x: int) -> int:
+        threads.append(threading.get_ident())
+        time.sleep(0.001)
+        return x
+
+    with ftpipe.PipelineBuilder().add_source(range(50)).pipe(slow, name="slow").build() as p:
+        assert list(p) == list(range(50))
+        assert p.stats()["slow"].tuning.startswith("back on threads: calls took")
+        assert p.stats()["slow"].items_in == 50
+    assert threads[:2] == [threading.get_ident()] * 2
+    assert threading.get_ident() not in threads[2:]
+
+
+def test_calls_over_the_cpu_bound_get_threads_after_the_probe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_inline, "INLINE_MAX", 0.0)  # any CPU at all is too much
+    monkeypatch.setattr(_inline, "SLOW", 1.0)
+    threads: list[int] = []
+    with builder().pipe(calls_in(threads), name="record").build() as pipeline:
+        assert list(pipeline) == expected()
+        assert pipeline.stats()["record"].tuning.startswith("back on threads: calls cost")
+    me = threading.get_ident()
+    assert threads[: _inline.PROBE_ITEMS] == [me] * _inline.PROBE_ITEMS
+    assert me not in threads[2 * _inline.PROBE_ITEMS :]
 
 
 @pytest.mark.usefixtures("cheap_enough")
@@ -296,3 +322,22 @@ def test_ctrl_c_in_the_source_inline_reaches_the_consumer_at_once() -> None:
         with pytest.raises(KeyboardInterrupt):
             out.extend(pipeline)
     assert out == expected(len(out))
+
+
+def test_an_error_after_the_move_to_threads_names_the_input_from_the_start() -> None:
+    """The run on threads numbers its inputs from where the consumer's thread stopped;
+    the note counts from the pipeline's first input all the same."""
+
+    def slow_then_bad(x: int) -> int:
+        time.sleep(0.001)  # slow: two calls here, then threads
+        if x == 10:
+            raise ValueError("bad 10")
+        return x
+
+    b = ftpipe.PipelineBuilder().add_source(range(20)).pipe(slow_then_bad, name="slow")
+    out: list[int] = []
+    with b.build() as p, pytest.raises(ValueError, match="bad 10") as caught:
+        out.extend(p)
+    assert out == list(range(10))
+    assert caught.value.__notes__ == ["ftpipe: raised in stage 'slow' on input #10"]
+    assert p.stats()["slow"].tuning.startswith("back on threads")

@@ -209,7 +209,10 @@ def test_resize_errors() -> None:
 
 
 def test_resize_after_the_stage_ended_is_ignored() -> None:
-    p = ftpipe.PipelineBuilder().add_source(range(5)).pipe(w.square, name="sq").build()
+    # On threads from the start (inline=True would run the stage in the consumer's
+    # thread, and a resize would then start its threads: test_engine_inline.py).
+    b = ftpipe.PipelineBuilder(inline=False).add_source(range(5))
+    p = b.pipe(w.square, name="sq").build()
     with p:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(

@@ -18,8 +18,8 @@
     _workforce: a stage's live size and which threads retire;  _resize: Pipeline.resize
     and executor switches;  _tuner (+ _tuning): concurrency="auto" / executor="auto";
     _apply_report: a diagnosis report's advice applied to a builder's stages.
-    _inline (+ _handover): stages whose calls cost about a microsecond, run by the
-    consumer's thread (PipelineBuilder(inline=True), the default).
+    _inline (+ _handover): stages run by the consumer's thread until their calls
+    prove slow (PipelineBuilder(inline=True), the default).
     _context: worker_info() / item_seed() inside stage calls (thread-local, set per
     worker and per chunk);  _setup: initializer= checked at build, run per worker;
     _state: checkpoints (Pipeline.state_dict, PipelineBuilder.build(state=)).

@@ -60,8 +60,8 @@ class PipelineBuilder:
             pipeline's threads inherit their priority, as Linux threads do).
         cpus: Pin the same threads and processes to these CPU ids (a subset of
             ``os.sched_getaffinity(0)``); None: no pinning.
-        inline: False keeps every stage on threads; True (default) lets calls that prove
-            to cost about a microsecond run in the consumer's thread (docs/free-threading.md).
+        inline: True (default): stages that allow it run in the consumer's thread until
+            their calls prove slow (docs/free-threading.md); False: threads from the start.
 
     Raises:
         ValueError: ``priority`` is not ``"normal"``, ``"background"`` or ``"idle"``,

@@ -113,6 +113,8 @@ class StageConfig:
             had delivered already: made again and dropped (``build(state=...)``).
         resume_skip: Inputs after the first that the checkpointed run had finished
             (an ``ordered=False`` stage; numbered from ``position_offset``): skipped.
+        note_offset: Added to input numbers in error notes: the inputs the same
+            pipeline handled in the consumer's thread before this run (``_inline``).
     """
 
     name: str
@@ -137,6 +139,7 @@ class StageConfig:
     position_offset: int = 0
     resume_drop: int = 0
     resume_skip: tuple[int, ...] = ()
+    note_offset: int = 0
 
     @property
     def executor_name(self) -> str:
@@ -284,8 +287,8 @@ class PipelineConfig:
             checkpointed run had used up the ones before).
         source_state: ``(state, skip)`` for a source with ``load_state_dict()``:
             load ``state``, then skip ``skip`` items (``build(state=...)``).
-        inline: Stages whose calls prove to cost about a microsecond may run in the
-            consumer's thread (``PipelineBuilder(inline=...)``, ``_inline``).
+        inline: Stages that allow it run in the consumer's thread until their calls
+            prove slow (``PipelineBuilder(inline=...)``, ``_inline``).
     """
 
     source: Iterable[Any] | AsyncIterable[Any]

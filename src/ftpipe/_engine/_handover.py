@@ -1,11 +1,9 @@
-"""``Pipeline``'s moves between its threads and the consumer's thread (its base class).
+"""``Pipeline``'s calls in the consumer's thread, and its move to threads (its base class).
 
 ::
 
-    on threads ── every WATCH_EVERY outputs, _look: cheap? ── the source lends its
-      iterator ──► what is in flight drains ──► _drained ──► inline (Inline)
-                                                        └──► a stage was resized: new threads
-    inline ── _next_inline: a batch called here ── a slow window ──► _to_threads (for good)
+    inline (start(): can_inline) ── _next_inline: a batch called here
+      ── slow calls (Inline.batch says why) ──► _to_threads (for good)
     resize() while inline ──► _to_threads, the stage at its new size
 
 Everything here runs under the pipeline's consumer lock; ``_inline`` says why.
@@ -20,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._config import PipelineConfig
-from ._inline import SLOW, Inline, Watch, continued
+from ._inline import Inline, continued
 from ._run import Run
 
 __all__ = ["AGAIN", "Handover"]
@@ -36,36 +34,12 @@ class Handover:
     _run: Run | None
     _local: deque[Any]
     _fetched: int
-    _watch: Watch | None
-    _cost: float
     _inline: Inline | None
     _inline_error: BaseException | None
     _quiet: PipelineConfig | None
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:
         raise NotImplementedError  # Pipeline's
-
-    def _look(self, run: Run) -> None:
-        """The watch's look at the counters: the source lends if the calls are cheap."""
-        assert self._watch is not None
-        per_item = self._watch.cheap(self._fetched)
-        if per_item is not None:
-            self._watch = None
-            self._cost = per_item
-            run.source.lend()  # what is in flight drains; then _drained
-
-    def _drained(self, run: Run) -> None:
-        """The run's source lent its iterator and every item in flight reached the
-        consumer: go on inline, or (a stage was resized meanwhile) on new threads."""
-        iterator = run.source.lent
-        assert iterator is not None
-        with run.resize_lock:
-            sizes = {s.config.name: s.workforce.size for s in run.stages}
-            if all(size == 1 for size in sizes.values()):
-                self._quiet = run.config
-                self._inline = Inline(run, iterator, self._fetched - run.config.start, self._cost)
-                return
-        self._to_threads(run, iterator, sizes, "a stage was resized")
 
     def _next_inline(self, inline: Inline) -> Any:
         """The next output, the stages called here (consumer lock held); AGAIN: the run changed."""
@@ -76,15 +50,14 @@ class Handover:
                 raise error
             raise StopIteration
         try:
-            values, error, per_item = inline.batch()
+            values, error, why = inline.batch()
         except BaseException:  # Ctrl-C or SystemExit in a stage call: the consumer leaves
             self._finish(holding_consumer_lock=True)
             raise
         self._fetched += len(values)
         if error is not None:
             self._inline_error = error
-        elif per_item > SLOW and not inline.ended:
-            why = f"calls took {per_item * 1e6:.0f} us per item"
+        elif why is not None and not inline.ended:
             self._to_threads(inline.run, inline.iterator, {}, why)
         if not values:
             return AGAIN
@@ -104,5 +77,5 @@ class Handover:
             self._run = new
         weakref.finalize(self, new.stop)
         run.stop()
-        run.join()  # its threads ended when it drained
+        run.join()  # it started no thread
         new.start()

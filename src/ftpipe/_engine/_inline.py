@@ -2,27 +2,29 @@
 
 ::
 
-    threads (every pipeline starts so) ── the consumer, every WATCH_EVERY outputs ──►
-      Watch.cheap(): source + every stage, CPU per item, summed, <= INLINE_MAX and <=
-      the wall time per item the threads delivered?  yes ──► the source lends its
-      iterator: it stops feeding, every item in flight drains to the consumer
-    inline ── Pipeline.__next__ ── Inline.batch(): islice(source) ──► stage 0 ──► ... ──►
-      the consumer's buffer; each stage's calls under its own worker_info(), item seeds,
-      statistics, error note
-    back to threads (for good) ── resize(), or a batch slower than SLOW per item:
-      a new run from the next item on (``advanced``), nothing in flight, nothing lost
+    start() ── can_inline? ── no threads: Pipeline.__next__ ── Inline.batch():
+      islice(source) ──► stage 0 ──► ... ──► the consumer's buffer; each stage's calls
+      under its own worker_info(), item seeds, statistics and error note
+    the first PROBE_ITEMS items: batches of 1, 2, 4, ...  two slow batches in a row,
+      or more than INLINE_MAX of CPU per item over the probe ──► threads
+    then: a window of slow calls (wall time in every batch, or CPU time two windows
+      running), or resize() ──► threads
+    threads, for good ── continued(): a new run from the next item on, nothing in
+      flight, nothing lost (``advanced``)
 
 A call that costs a microsecond is cheaper than any hand-off between threads: a
 pipeline of such stages spends its time in locks and wake-ups, and on a busy
 machine (CPU hogs beside it, a free-threaded build whose locks yield the core) its
-threads collapse.  In the consumer's thread the same calls are a plain loop.
+threads collapse, starting them included.  In the consumer's thread the same calls
+are a plain loop.  A pipeline whose calls prove slow pays two of them here, then
+gets its threads.
 
 Only a pipeline whose every stage is an ordered plain function on the engine's
 threads at a fixed concurrency of 1, with no retries, no ``on_error="skip"`` and
 no initializer, fed by a plain (not async, not self-restoring) iterable, at
-normal priority without pinned CPUs and ``inline=True`` (the default), is
-watched: then every input makes exactly one output and nothing is in flight
-between two batches, so a checkpoint is a position (``advanced``).
+normal priority without pinned CPUs and ``inline=True`` (the default), starts so:
+then every input makes exactly one output and nothing is in flight between two
+batches, so a checkpoint is a position (``advanced``).
 """
 
 from __future__ import annotations
@@ -42,30 +44,21 @@ from ._stage import as_stage_error
 from ._state import Tail
 from ._stats import WorkerCounters
 
-__all__ = [
-    "INLINE_MAX",
-    "SLOW",
-    "WATCH_EVERY",
-    "Inline",
-    "Watch",
-    "advanced",
-    "can_inline",
-    "continued",
-]
+__all__ = ["INLINE_MAX", "PROBE_ITEMS", "SLOW", "Inline", "advanced", "can_inline", "continued"]
 
-# Source and stages together, CPU seconds per item: below this a pipeline runs inline.
+# Source and stages together, CPU seconds per item over the probe: above, threads.
 INLINE_MAX = 2e-6
-# Inline calls slower than this per item send the pipeline back to threads: wall
-# time in every batch of a window (WINDOW_ITEMS items or WINDOW_S seconds, whichever
-# comes first: calls that wait), or CPU time over two windows in a row (calls that
-# compute).  Not wall time over a window: on a busy machine the consumer's thread
-# is preempted mid-batch, which says nothing of the calls; nor one window's CPU: a
-# garbage collection falls in one.
+# The items the probe takes before the calls are known cheap (in batches 1, 2, 4, ...).
+PROBE_ITEMS = 256
+# Inline calls slower than this per item send the pipeline to threads: two batches
+# in a row while probing; then wall time in every batch of a window (WINDOW_ITEMS
+# items or WINDOW_S seconds, whichever comes first: calls that wait), or CPU time
+# over two windows in a row (calls that compute).  Not wall time over a window: on
+# a busy machine the consumer's thread is preempted mid-batch, which says nothing
+# of the calls; nor one window's CPU: a garbage collection falls in one.
 SLOW = 20e-6
 WINDOW_ITEMS = 256
 WINDOW_S = 10e-3
-# Outputs between two looks at the counters (and before the first).
-WATCH_EVERY = 256
 
 
 def can_inline(config: PipelineConfig) -> bool:
@@ -116,97 +109,47 @@ class Rest:
         return self.iterator
 
 
-class Watch:
-    """The consumer's look at a threaded run: are its calls cheaper than its hand-offs?"""
-
-    def __init__(self, run: Run, fetched: int) -> None:
-        self._run = run
-        self.next_at = fetched + WATCH_EVERY
-        self._last = self._totals(fetched)
-
-    def _totals(self, fetched: int) -> tuple[float, int, list[tuple[float, float, int]]]:
-        run = self._run
-        parts = [
-            (
-                sum(c.cpu for c in s.counters),
-                sum(c.busy for c in s.counters),
-                sum(c.items_in for c in s.counters),
-            )
-            for s in run.stages
-        ]
-        source = run.source.counters
-        parts.append(
-            (0.0, 0.0, 0) if source is None else (source.cpu, source.busy, source.items_out)
-        )
-        return perf_counter(), fetched, parts
-
-    def cheap(self, fetched: int) -> float | None:
-        """CPU seconds per item of the source and every stage, if the run should go inline.
-
-        Cheap: at most INLINE_MAX and less than the wall time per item the threads
-        took, and calls that do not wait either (their wall time at most SLOW per
-        item, as a source reading files can cost little CPU and much time).
-        """
-        self.next_at = fetched + WATCH_EVERY
-        now = self._totals(fetched)
-        last, self._last = self._last, now
-        if any(s.workforce.size != 1 for s in self._run.stages):
-            return None
-        cpu = busy = 0.0
-        for (cpu1, busy1, items1), (cpu0, busy0, items0) in zip(now[2], last[2], strict=True):
-            items = items1 - items0
-            if items < WATCH_EVERY // 4:
-                return None  # too few to tell (or a stage that barely ran)
-            cpu += (cpu1 - cpu0) / items
-            busy += (busy1 - busy0) / items
-        wall = (now[0] - last[0]) / max(1, now[1] - last[1])
-        return cpu if cpu <= min(INLINE_MAX, wall) and busy <= SLOW else None
-
-
 class Inline:
-    """A drained run's stages, called by the consumer's thread, one batch at a time.
-
-    Only the thread holding the pipeline's consumer lock calls ``batch``.
+    """A run's stages, called by the consumer's thread one batch at a time; the run
+    starts no thread.  Only the thread holding the pipeline's consumer lock calls it.
     """
 
-    def __init__(self, run: Run, iterator: Iterator[Any], drawn: int, cost: float) -> None:
-        """``drawn``: the inputs ``run`` took from its source; ``cost``: the CPU
-        seconds per item the watch measured."""
+    def __init__(self, run: Run) -> None:
         self.run = run
         self.config = run.config
-        self.iterator = iterator
-        self.drawn = drawn  # inputs this run took from its source, threads and inline
-        # Calls proved cheap on threads: whole batches from the start, as a thread
-        # stage's grown batches; a window of slow calls ends inline for good anyway.
-        self._take = max(1, self.config.sink_buffer_size)
-        stages = self.config.stages
-        for stage in run.stages:
-            stage.tuning = (
-                f"inline: run in the consumer's thread ({cost * 1e6:.2f} us of CPU per "
-                "item, source and stages)"
-            )
+        self._iterator: Iterator[Any] | None = None  # iter(source), at the first batch
+        self.drawn = 0  # inputs taken from the source
+        self._most = max(1, self.config.sink_buffer_size)
+        self._take = 1  # doubles while probing, as a thread stage's batches grow
+        self._probed = (0, 0.0)  # items and CPU seconds so far, while probing
+        self._slow_batches = 0  # in a row, while probing
         self._calls: list[tuple[Callable[[Any], Any], WorkerInfo, bytes | None, int, str]] = [
             (fn, WorkerInfo(s.name, 0, 1), s.seed_key, s.position_offset, s.name)
-            for s in stages
+            for s in self.config.stages
             if (fn := s.fn) is not None
         ]
         self.counters = [stage.new_counters() for stage in run.stages]
-        source = run.source.counters
-        self._source = source if source is not None else WorkerCounters()
+        self._source = run.source.counters = WorkerCounters()  # the source's stats line
         self.ended = False  # the source has no more items
         self._window = (0, float("inf"), 0.0, 0.0)  # items, fastest batch per item, CPU, wall
         self._slow_before = False  # the last window's CPU per item was over SLOW
 
-    def batch(self) -> tuple[list[Any], BaseException | None, float]:
+    @property
+    def iterator(self) -> Iterator[Any]:
+        """The source's iterator (what a run on threads goes on reading)."""
+        if self._iterator is None:
+            self._iterator = iter(self.config.source)  # type: ignore[arg-type]
+        return self._iterator
+
+    def batch(self) -> tuple[list[Any], BaseException | None, str | None]:
         """The next batch's outputs, the error that ends the pipeline after them, and
-        what the calls cost per input when a window ends (else 0.0): the fastest
-        batch's wall time, or the window's CPU time if the one before was over SLOW."""
+        why the rest should go to threads (None: it stays here)."""
         t0, c0 = perf_counter(), thread_time()
         items: list[Any] = []
         error: BaseException | None = None
         take = self._take
-        try:
-            items.extend(islice(self.iterator, take))  # keeps what came before an error
+        try:  # on an error, extend() keeps what came before it
+            items.extend(islice(self.iterator, take))
         except Exception as exc:  # noqa: BLE001 - after its items (Ctrl-C: at once)
             error = as_stage_error(exc)
             error.add_note("ftpipe: raised by the source")
@@ -255,17 +198,46 @@ class Inline:
         finally:
             local.info, local.key = saved
             local.pos = None
-        spent = perf_counter() - t0
-        calls, fastest, cpu, wall = self._window
-        calls, cpu, wall = calls + count, cpu + thread_time() - c0, wall + spent
-        fastest = min(fastest, spent / max(1, count))
+        return items, error, self._verdict(count, perf_counter() - t0, thread_time() - c0)
+
+    def _verdict(self, count: int, spent: float, cpu: float) -> str | None:
+        """Why the rest should go to threads, after a batch of ``count`` inputs."""
+        if not count:
+            return None
+        per_item = spent / count
+        items, probe_cpu = self._probed
+        if items < PROBE_ITEMS:
+            self._slow_batches = self._slow_batches + 1 if per_item > SLOW else 0
+            if self._slow_batches >= 2:
+                return f"calls took {per_item * 1e6:.0f} us per item"
+            self._take = 1 if per_item > SLOW else min(self._most, 2 * self._take)
+            items, probe_cpu = items + count, probe_cpu + cpu
+            self._probed = (items, probe_cpu)
+            if items >= PROBE_ITEMS:
+                cost = probe_cpu / items
+                if cost > INLINE_MAX:
+                    return f"calls cost {cost * 1e6:.1f} us of CPU per item"
+                self._take = self._most
+                for stage in self.run.stages:
+                    stage.tuning = (
+                        f"inline: run in the consumer's thread ({cost * 1e6:.2f} us of "
+                        "CPU per item, source and stages)"
+                    )
+            return None
+        calls, fastest, window_cpu, wall = self._window
+        calls, window_cpu, wall = calls + count, window_cpu + cpu, wall + spent
+        fastest = min(fastest, per_item)
         if calls < WINDOW_ITEMS and wall < WINDOW_S:
-            self._window = (calls, fastest, cpu, wall)
-            return items, error, 0.0
+            self._window = (calls, fastest, window_cpu, wall)
+            return None
         self._window = (0, float("inf"), 0.0, 0.0)
-        computes = cpu / max(1, calls)
+        computes = window_cpu / calls
         twice, self._slow_before = self._slow_before, computes > SLOW
-        return items, error, max(fastest, computes if twice else 0.0)
+        if fastest > SLOW:
+            return f"calls took {fastest * 1e6:.0f} us per item"
+        if twice and computes > SLOW:
+            return f"calls cost {computes * 1e6:.0f} us of CPU per item"
+        return None
 
 
 def continued(run: Run, done: int, iterator: Iterator[Any], sizes: dict[str, int], why: str) -> Run:
@@ -274,12 +246,16 @@ def continued(run: Run, done: int, iterator: Iterator[Any], sizes: dict[str, int
     It reads the rest of the source (a sequence from item ``done`` on, so it can
     still be checkpointed; else what is left of ``iterator``), its stages at
     ``sizes`` (by name; the others as built), counting on from ``run``'s
-    statistics, item seeds and checkpoint positions.  Not started.
+    statistics, item seeds, checkpoint positions and the input numbers of error
+    notes.  Not started.
     """
     config = run.config
     source = Tail(config.source, done) if is_sequence(config.source) else Rest(iterator)
     moved = advanced(config, done, source)
-    stages = tuple(replace(s, concurrency=sizes.get(s.name, s.concurrency)) for s in moved.stages)
+    stages = tuple(
+        replace(s, concurrency=sizes.get(s.name, s.concurrency), note_offset=s.note_offset + done)
+        for s in moved.stages
+    )
     new = Run(replace(moved, stages=stages))
     new.carry_over(run)
     for stage in new.stages:

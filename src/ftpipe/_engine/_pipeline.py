@@ -8,7 +8,7 @@
       close() / with-exit ───────────────►    stop(): stop channels, wake waiters
       garbage collection ── finalize ─────►   stop()  (threads never hold the Pipeline,
                                                        so an abandoned one is collected)
-      cheap calls: __next__ runs them itself (_handover, _inline), the run's threads ended
+      cheap calls: __next__ runs them itself, no thread (_handover, _inline)
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from .._validate import positive_int
 from ._channel import EndOfStream, Stopped
 from ._config import PipelineConfig
 from ._handover import AGAIN, Handover
-from ._inline import Inline, Watch, advanced, can_inline
+from ._inline import Inline, advanced, can_inline
 from ._run import Run
 from ._state import state_of, trim
 from ._stats import PipelineStats
@@ -58,12 +58,10 @@ class Pipeline(Handover):
         self._fetched = config.start  # outputs taken from the sink (under the consumer lock)
         self._trimmed = config.start  # _fetched when the ledgers were last trimmed
         # Cheap stages in the consumer's thread (_handover, _inline): under the consumer lock.
-        self._watch: Watch | None = None  # while on threads
-        self._cost = 0.0  # CPU seconds per item the watch measured
-        self._inline: Inline | None = None  # once inline
+        self._inline: Inline | None = None  # until the run goes to threads
         self._inline_error: BaseException | None = None  # raised once _local is empty
-        # The config of the run that went inline: checkpoints up to where the next
-        # run starts are positions (nothing was in flight).
+        # The config of the run that started inline: checkpoints up to where the run
+        # on threads starts are positions (nothing was in flight).
         self._quiet: PipelineConfig | None = None
 
     @property
@@ -73,6 +71,10 @@ class Pipeline(Handover):
 
     def start(self) -> None:
         """Start the threads (``with`` and iteration call this for you).
+
+        A pipeline that may run inline (``PipelineBuilder(inline=True)``, the default,
+        and stages that allow it) starts none: ``next()`` calls its stages until
+        they prove slow, then its threads start.
 
         Raises:
             RuntimeError: The pipeline already ran; build a new one.
@@ -87,10 +89,12 @@ class Pipeline(Handover):
             run = Run(self._config)
             self._run = run
             self._state = "running"
-            if can_inline(self._config):
-                self._watch = Watch(run, self._fetched)
             # Stop the threads if the user drops the pipeline without closing it.
             weakref.finalize(self, run.stop)
+            if can_inline(self._config):  # no threads until its calls prove slow
+                self._quiet = self._config
+                self._inline = Inline(run)
+                return
         run.start()
 
     def __enter__(self) -> Pipeline:
@@ -144,15 +148,12 @@ class Pipeline(Handover):
                     run, state = self._run, self._state
 
     def _next_from(self, run: Run) -> Any:
-        """The next output of a run on threads (consumer lock held); AGAIN: it changed."""
+        """The next output of a run on threads (consumer lock held)."""
         try:
             _, values = run.sink.get(run.sink.capacity)
         except (EndOfStream, Stopped):
             values = None
         if values is None:
-            if run.source.lent is not None and run.error is None and not run.stopping:
-                self._drained(run)  # the source stopped for the consumer to go on from
-                return AGAIN
             # Raised outside the except clause: the error keeps its own __cause__
             # (a worker's remote traceback) and gains no engine context.
             error = run.error
@@ -168,8 +169,6 @@ class Pipeline(Handover):
             outboxes = [stage.outbox for stage in run.stages]
             consumed = self._fetched - len(self._local) - run.config.start
             trim(run.config, consumed, outboxes, run.source.snapshots)
-        if self._watch is not None and self._fetched >= self._watch.next_at:
-            self._look(run)
         return values[0]
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:

@@ -31,7 +31,7 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterator
 from itertools import islice
-from time import perf_counter, thread_time
+from time import perf_counter
 from typing import Any
 
 from ._channel import Channel, Stopped
@@ -59,10 +59,8 @@ class Source:
             else config.sink_buffer_size
         )
         self.channel = Channel(capacity, ordered=False)
-        self.counters: WorkerCounters | None = None  # set once the thread started
-        # lend(): the thread stops before its next chunk and leaves its iterator here.
-        self._lending = False
-        self.lent: Iterator[Any] | None = None
+        # Set once the thread started (or by the pipeline's calls in the consumer's thread).
+        self.counters: WorkerCounters | None = None
         self.snapshots: Snapshots | None = None
         self._restore = config.source_state
         if tracked and is_stateful_source(self._source):
@@ -92,7 +90,7 @@ class Source:
                 elif snapshots is not None:
                     _feed_restorable(source, feeder, snapshots, self._restore)
                 else:
-                    _feed(iter(source), feeder, lender=self)
+                    _feed(iter(source), feeder)
             except Stopped:
                 pass
             except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
@@ -104,21 +102,6 @@ class Source:
 
         control.thread(run, "ftpipe-source")
         self.counters = feeder.counters
-
-    def lend(self) -> None:
-        """Ask the thread to stop before its next chunk, leaving its iterator in ``lent``.
-
-        Its channel then ends as if the source had: every item in flight drains to
-        the consumer, which goes on from ``lent`` (``_inline``).  A plain iterable only.
-        """
-        self._lending = True
-
-    def lending(self, iterator: Iterator[Any]) -> bool:
-        """The thread's check before each chunk: True (iterator left) when asked to lend."""
-        if not self._lending:
-            return False
-        self.lent = iterator
-        return True
 
     def stats(self, earlier: list[WorkerCounters] | None = None) -> StageStats | None:
         """The source's line in ``Pipeline.stats()``; None before it started.
@@ -143,9 +126,8 @@ class _Feeder:
         self.take = 1  # grows while the source is cheap, so a slow source is never held back
         self.seq = 0  # items put so far
 
-    def put(self, chunk: list[Any], started: float, cpu: float | None = None) -> None:
-        """Hand over ``chunk``, taken from the source since ``started`` (``cpu``: the
-        thread's CPU time then, where measured).
+    def put(self, chunk: list[Any], started: float) -> None:
+        """Hand over ``chunk``, taken from the source since ``started``.
 
         Raises:
             Stopped: The pipeline is stopping.
@@ -155,8 +137,6 @@ class _Feeder:
         t1 = perf_counter()
         counters = self.counters
         counters.busy += t1 - started
-        if cpu is not None:
-            counters.cpu += thread_time() - cpu
         self.outbox.put(self.seq, self.seq + len(chunk), chunk)
         self.seq += len(chunk)
         counters.items_out += len(chunk)
@@ -187,26 +167,21 @@ def _feed_restorable(
 
 
 def _feed(
-    iterator: Iterator[Any],
-    feeder: _Feeder,
-    before_chunk: Callable[[], None] | None = None,
-    lender: Source | None = None,
+    iterator: Iterator[Any], feeder: _Feeder, before_chunk: Callable[[], None] | None = None
 ) -> None:
     while True:
         if before_chunk is not None:
             before_chunk()
-        if lender is not None and lender.lending(iterator):
-            return
         chunk: list[Any] = []
         take = feeder.take
-        t0, c0 = perf_counter(), thread_time()
+        t0 = perf_counter()
         try:
             # On an error, extend() keeps what it appended: those items still go out.
             chunk.extend(islice(iterator, take))
         except BaseException:
-            feeder.put(chunk, t0, c0)
+            feeder.put(chunk, t0)
             raise
-        feeder.put(chunk, t0, c0)
+        feeder.put(chunk, t0)
         if len(chunk) < take:
             return
 

@@ -182,10 +182,11 @@ class StageRuntime:
                 return
             note = (
                 f"ftpipe: stage {cfg.name!r} had {total} failures, more than "
-                f"max_failures={cfg.max_failures}; this is the last one (input #{seq})"
+                f"max_failures={cfg.max_failures}; this is the last one "
+                f"(input #{seq + cfg.note_offset})"
             )
         else:
-            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq}{detail}"
+            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq + cfg.note_offset}{detail}"
         self.control.fail(exc, note, stage=self.index, seq=seq)
         raise StageFailed(seq)
 
