@@ -51,6 +51,23 @@ def until_inline(pipeline: ftpipe.Pipeline, out: list[Any]) -> None:
     pytest.fail(f"never went inline; stats: {pipeline.stats()}")
 
 
+def interrupted(
+    pipeline: ftpipe.Pipeline, interrupt: threading.Event, *, then_closed: bool
+) -> None:
+    """Once inline, set ``interrupt``: the KeyboardInterrupt it causes reaches the consumer
+    at once, after every earlier output (and, ``then_closed``, the pipeline is closed)."""
+    out: list[int] = []
+    with pipeline:
+        until_inline(pipeline, out)
+        interrupt.set()
+        with pytest.raises(KeyboardInterrupt):
+            out.extend(pipeline)
+        if then_closed:
+            with pytest.raises(StopIteration):
+                next(pipeline)
+    assert out == expected(len(out))
+
+
 def calls_in(threads: list[int]) -> Callable[[int], int]:
     def record(x: int) -> int:
         threads.append(threading.get_ident())
@@ -246,16 +263,7 @@ def test_ctrl_c_in_an_inline_call_reaches_the_consumer_and_closes() -> None:
             raise KeyboardInterrupt
         return x
 
-    pipeline = builder().pipe(interruptible, name="ctrl_c").build()
-    out: list[int] = []
-    with pipeline:
-        until_inline(pipeline, out)
-        interrupt.set()
-        with pytest.raises(KeyboardInterrupt):
-            out.extend(pipeline)
-        with pytest.raises(StopIteration):  # closed
-            next(pipeline)
-    assert out == expected(len(out))
+    interrupted(builder().pipe(interruptible, name="ctrl_c").build(), interrupt, then_closed=True)
 
 
 def test_a_source_that_waits_gets_threads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -314,14 +322,7 @@ def test_ctrl_c_in_the_source_inline_reaches_the_consumer_at_once() -> None:
                 raise KeyboardInterrupt
             yield x
 
-    pipeline = builder(source()).build()
-    out: list[int] = []
-    with pipeline:
-        until_inline(pipeline, out)
-        interrupt.set()
-        with pytest.raises(KeyboardInterrupt):
-            out.extend(pipeline)
-    assert out == expected(len(out))
+    interrupted(builder(source()).build(), interrupt, then_closed=False)
 
 
 def test_an_error_after_the_move_to_threads_names_the_input_from_the_start() -> None:

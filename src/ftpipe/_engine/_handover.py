@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
-from ._config import PipelineConfig
 from ._inline import Inline, continued
 from ._run import Run
 
@@ -36,7 +35,6 @@ class Handover:
     _fetched: int
     _inline: Inline | None
     _inline_error: BaseException | None
-    _quiet: PipelineConfig | None
 
     def _finish(self, *, holding_consumer_lock: bool = False) -> None:
         raise NotImplementedError  # Pipeline's
@@ -71,7 +69,6 @@ class Handover:
         new = continued(run, self._fetched - run.config.start, iterator, sizes, why)
         with run.resize_lock, self._lock:
             self._inline = None
-            self._quiet = run.config
             if self._state != "running":
                 return  # closed meanwhile: close() stops the old run
             self._run = new

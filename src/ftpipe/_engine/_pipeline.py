@@ -60,9 +60,6 @@ class Pipeline(Handover):
         # Cheap stages in the consumer's thread (_handover, _inline): under the consumer lock.
         self._inline: Inline | None = None  # until the run goes to threads
         self._inline_error: BaseException | None = None  # raised once _local is empty
-        # The config of the run that started inline: checkpoints up to where the run
-        # on threads starts are positions (nothing was in flight).
-        self._quiet: PipelineConfig | None = None
 
     @property
     def config(self) -> PipelineConfig:
@@ -92,7 +89,6 @@ class Pipeline(Handover):
             # Stop the threads if the user drops the pipeline without closing it.
             weakref.finalize(self, run.stop)
             if can_inline(self._config):  # no threads until its calls prove slow
-                self._quiet = self._config
                 self._inline = Inline(run)
                 return
         run.start()
@@ -283,12 +279,11 @@ class Pipeline(Handover):
         done = self._fetched - len(self._local)  # outputs the consumer took, all runs
         with self._lock:
             run = self._run
-        quiet = self._quiet
-        if quiet is not None and (
-            self._inline is not None or run is None or done <= run.config.start
-        ):
-            # Inline (or before the run that followed): nothing in flight, a position.
-            return state_of(advanced(quiet, done - quiet.start), 0, None, None)
+        # Inline, or (the run is not the pipeline's first: it went on from inline) before it.
+        went_on = run is not None and run.config is not self._config and done <= run.config.start
+        if self._inline is not None or went_on:
+            # Nothing was in flight: a position.
+            return state_of(advanced(self._config, done - self._config.start), 0, None, None)
         config = self._config if run is None else run.config
         consumed = done - config.start
         if run is None or not run.tracked:
