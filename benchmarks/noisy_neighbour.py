@@ -11,7 +11,8 @@ never idles: it is always there to compete for the cores.
   in-process background  ... PipelineBuilder(priority="background") (niceness 19 per thread)
   in-process idle        ... priority="idle" (SCHED_IDLE per thread)
   subprocess             ftpipe.run_in_subprocess(builder): the pipeline in one child
-  subprocess background  ... run_in_subprocess(builder, priority="background")
+  subprocess background  ... run_in_subprocess(builder, priority="background") (SCHED_IDLE:
+                         a process of the pipeline's own goes as low as "idle")
   subprocess idle        ... priority="idle"
 
 A step is timed from the start of its compute to the end of its device wait; the
@@ -19,8 +20,9 @@ wait for the next batch is not part of it (the pipeline is slower than the loop 
 design), and is printed apart as "data wait".  Every figure is the median over
 ``--repeats`` rounds (modes interleaved per round), with its ratio to the baseline
 measured in the same round.  Last, the pipeline's own throughput with the loop idle
-(nothing but the consumer draining it), each priority against "normal": what
-background priority costs when nobody else wants the cores.
+(nothing but the consumer draining it), in-process and in a subprocess, each priority
+against "normal" in the same place: what a lower priority costs when nobody else
+wants the cores.
 
     python benchmarks/noisy_neighbour.py [--quick] [--steps N] [--repeats R]
 """
@@ -96,11 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compute-ms", type=float, default=2.0)
     parser.add_argument("--device-ms", type=float, default=3.0)
     parser.add_argument("--item-ms", type=float, default=10.0, help="pipeline stage per item")
-    parser.add_argument("--items", type=int, default=None, help="items for the throughput test")
+    parser.add_argument(
+        "--items", type=int, default=None, help="items for the throughput test (0: skip it)"
+    )
+    parser.add_argument(
+        "--modes",
+        default=None,
+        help="comma-separated modes to time beside 'alone' (default: all), "
+        "e.g. 'subprocess background,subprocess idle'",
+    )
     args = parser.parse_args(argv)
     steps = args.steps or (40 if args.quick else 400)
     repeats = args.repeats or (1 if args.quick else 3)
-    items = args.items or (64 if args.quick else 2_000)
+    items = (64 if args.quick else 1_000) if args.items is None else args.items
 
     import ftpipe
 
@@ -144,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     for place, make in (("in-process", in_process), ("subprocess", subprocess)):
         for priority in ("normal", "background", "idle"):
             modes[place if priority == "normal" else f"{place} {priority}"] = make(priority)
+    if args.modes:
+        chosen = [m.strip() for m in args.modes.split(",")]
+        unknown = [m for m in chosen if m not in modes]
+        if unknown:
+            parser.error(f"unknown --modes {unknown}; choose among {list(modes)}")
+        modes = {m: run for m, run in modes.items() if m == "alone" or m in chosen}
 
     # Per mode and round: p50, p99 (ms), their ratios to this round's baseline, data wait.
     rows: dict[str, list[tuple[float, float, float, float, float]]] = {m: [] for m in modes}
@@ -158,17 +174,27 @@ def main(argv: list[str] | None = None) -> int:
                 (p50, p99, p50 / base50, p99 / base99, statistics.median(waits) * 1e3)
             )
 
-    def throughput(priority: str) -> float:
+    def throughput(place: str, priority: str) -> float:
         t0 = time.perf_counter()
-        with builder(priority, items).build() as pipeline:
-            for _ in pipeline:
-                pass
+        if place == "in-process":
+            with builder(priority, items).build() as pipeline:
+                for _ in pipeline:
+                    pass
+        else:
+            b = builder("normal", items)
+            with ftpipe.run_in_subprocess(b, buffer_size=4, priority=priority) as remote:
+                for _ in remote:
+                    pass
         return items / (time.perf_counter() - t0)
 
-    rates: dict[str, list[float]] = {"normal": [], "background": [], "idle": []}
-    for _ in range(repeats):
-        for priority in rates:
-            rates[priority].append(throughput(priority))
+    rates: dict[tuple[str, str], list[float]] = {
+        (place, priority): []
+        for place in ("in-process", "subprocess")
+        for priority in ("normal", "background", "idle")
+    }
+    for _ in range(repeats if items > 0 else 0):
+        for place, priority in rates:
+            rates[place, priority].append(throughput(place, priority))
 
     info = ftpipe.runtime_info(find_others=False)
     print(
@@ -185,11 +211,16 @@ def main(argv: list[str] | None = None) -> int:
         p50, p99, r50, r99, wait = (statistics.median(v) for v in zip(*values, strict=True))
         print(f"{mode:<24}{p50:>9.2f}{p99:>9.2f}{r50:>10.2f}x{r99:>10.2f}x{wait:>14.2f}")
     print("(ratios: 1.00x is the loop alone; lower is better)")
-    normal = statistics.median(rates["normal"])
+    if items <= 0:
+        return 0
     print(f"pipeline throughput, loop idle ({items} items):")
-    for priority, values in rates.items():
+    for (place, priority), values in rates.items():
         rate = statistics.median(values)
-        print(f"  priority={priority!r:<13}{rate:>10.1f} items/s  {rate / normal:.2f}x of 'normal'")
+        normal = statistics.median(rates[place, "normal"])
+        print(
+            f"  {place:<11} priority={priority!r:<13}{rate:>8.1f} items/s  "
+            f"{rate / normal:.2f}x of 'normal'"
+        )
     return 0
 
 

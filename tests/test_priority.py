@@ -34,13 +34,18 @@ def _consumer() -> tuple[int, int]:
     return probe.sched_of(threading.get_native_id())
 
 
-def _expected(priority: str, base: tuple[int, int]) -> tuple[int, int]:
-    """How a thread started by a consumer scheduled as ``base`` runs at ``priority``."""
+def _expected(priority: str, base: tuple[int, int], own_process: bool = False) -> tuple[int, int]:
+    """How a thread started by a consumer scheduled as ``base`` runs at ``priority``.
+
+    ``own_process``: the thread is in a process of the pipeline's own (a worker, the
+    ``run_in_subprocess`` child), where "background" goes down to SCHED_IDLE.
+    """
     nice, policy = base
     if priority == "normal":
         return base
     lowered = max(nice, _priority.BACKGROUND_NICE)
-    return (lowered, SCHED_IDLE if priority == "idle" else policy)
+    idle = priority == "idle" or (own_process and priority == "background")
+    return (lowered, SCHED_IDLE if idle else policy)
 
 
 PRIORITIES = ["normal", "background", "idle"]
@@ -158,6 +163,7 @@ def test_cpus_pin_the_pipelines_threads_only() -> None:
 def test_process_stage_children_and_their_threads_are_lowered(priority: str) -> None:
     base = _consumer()
     expected = _expected(priority, base)
+    in_children = _expected(priority, base, own_process=True)
     builder = (
         ftpipe.PipelineBuilder(priority=priority)
         .add_source(range(8))
@@ -175,7 +181,7 @@ def test_process_stage_children_and_their_threads_are_lowered(priority: str) -> 
         }
         out.extend(pipeline)
     assert workers == {expected}
-    assert {s for threads, _ in out for s in threads} == {expected}
+    assert {s for threads, _ in out for s in threads} == {in_children}
     assert {here for _, here in out} == {expected}
     assert _consumer() == base
 
@@ -192,8 +198,8 @@ def test_process_executor_workers_are_lowered_from_the_start(priority: str) -> N
             for pid in pool.worker_pids()
             for tid in os.listdir(f"/proc/{pid}/task")
         }
-    assert set(threads) == {_expected(priority, base)}
-    assert outside == {_expected(priority, base)}
+    assert set(threads) == {_expected(priority, base, own_process=True)}
+    assert outside == {_expected(priority, base, own_process=True)}
     assert _consumer() == base
 
 
@@ -202,7 +208,7 @@ def test_a_background_pool_leaves_later_normal_children_normal() -> None:
     # A forkserver started by a lowered thread would lower every later child for good.
     base = _consumer()
     with ProcessExecutor(1, priority="background") as low:
-        assert low.submit(probe.here).result(30)[:2] == _expected("background", base)
+        assert low.submit(probe.here).result(30)[:2] == _expected("background", base, True)
     with ProcessExecutor(1) as normal:
         assert normal.submit(probe.here).result(30)[:2] == base
 
@@ -249,7 +255,7 @@ def test_run_in_subprocess_child_and_all_its_threads(
         pid = results.pid
         inside = {s for threads in results for s in threads}
     assert pid != os.getpid()
-    assert inside == {_expected(expected, base)}
+    assert inside == {_expected(expected, base, own_process=True)}
     assert _consumer() == base
 
 
@@ -298,7 +304,7 @@ def test_pools_kept_across_epochs_run_at_the_pipelines_priority() -> None:
             )
             with Pipeline(pools.attach(builder.config())) as pipeline:
                 seen = {s for threads in pipeline for s in threads}
-            assert seen == {_expected(priority, base)}, priority
+            assert seen == {_expected(priority, base, own_process=True)}, priority
     finally:
         pools.close()
     assert _consumer() == base

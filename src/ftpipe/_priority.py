@@ -11,12 +11,19 @@
 Priorities:
 
 - ``"normal"`` (the default): nothing is touched; threads run as their creator does.
-- ``"background"``: niceness 19, per thread.  Under contention a nice-19 thread
-  gets about 1.5% of a core beside a nice-0 one (CFS weight 15 against 1024),
-  yet it always gets *some*: a pipeline thread holding a lock or a buffer slot
-  the consumer waits on, or one that a free-threaded build's stop-the-world
-  pause (GC) waits for, reaches its next safe point within a few scheduler
-  periods.  That is why it is the recommended setting.
+- ``"background"``: niceness 19 for a thread in the consumer's process.  Under
+  contention a nice-19 thread gets about 1.5% of a core beside a nice-0 one
+  (weight 15 against 1024), yet it always gets *some*: a pipeline thread holding
+  a lock, the GIL or a buffer slot the consumer waits on, or one that a
+  free-threaded build's stop-the-world pause (GC) waits for, reaches its next
+  safe point within a few scheduler periods.  That is why it is the recommended
+  setting.  A process of the pipeline's own (``run_in_subprocess``'s child, a
+  ``"process"`` stage's workers) holds nothing the consumer waits on but the
+  data it sends, which the consumer waits for asleep, leaving it the cores: it
+  goes down to ``SCHED_IDLE``.  That matters: a nice-19 thread that the kernel
+  lets run keeps the core until the next tick (4 ms at HZ=250), and sometimes
+  delays the consumer's wake-up as long, which is what a training step's p99
+  shows; a ``SCHED_IDLE`` thread yields it at once.
 - ``"idle"``: ``SCHED_IDLE`` per thread (weight 3, and the kernel treats a CPU
   running only idle tasks as free when it places a waking thread, so the
   consumer wakes without waiting).  Starves completely while other work runs:
@@ -170,8 +177,11 @@ class Scheduling:
                     "the pipeline runs at normal priority",
                 )
             return
+        # The process is the pipeline's own: "background" goes as low as "idle" here
+        # (nothing in it can hold up the consumer; see the module docs).
+        policy = "idle" if self.priority == "background" else self.priority
         for tid in _threads_of_this_process():
-            _lower(tid, self.priority)
+            _lower(tid, policy)
             if self.cpus is not None:
                 try:
                     os.sched_setaffinity(tid, self.cpus)
@@ -202,8 +212,8 @@ def _lower(tid: int, priority: str) -> None:
         except (OSError, AttributeError) as exc:
             _warn_once(
                 "idle",
-                f"ftpipe: SCHED_IDLE was refused ({exc}); priority='idle' falls back to "
-                f"niceness {BACKGROUND_NICE}",
+                f"ftpipe: SCHED_IDLE was refused ({exc}); threads that would run "
+                f"SCHED_IDLE run at niceness {BACKGROUND_NICE} instead",
             )
         # SCHED_IDLE ignores niceness, but a thread that falls back (or whose
         # policy someone resets) should still be nice.

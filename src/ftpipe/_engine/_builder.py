@@ -51,7 +51,8 @@ class PipelineBuilder:
             name, their worker processes and the threads inside them), never the
             consumer's: ``"normal"`` (default: as the code that starts it),
             ``"background"`` (niceness 19 per thread on Linux, so the consumer, a
-            training loop, wins every contested core) or ``"idle"``
+            training loop, wins every contested core; ``SCHED_IDLE`` in worker
+            processes, which hold nothing the consumer waits on) or ``"idle"``
             (``SCHED_IDLE``: runs only on otherwise idle cores; may starve).
             Per thread on Linux only; elsewhere a no-op that warns once, while
             ``run_in_subprocess`` still lowers its whole child (see the training

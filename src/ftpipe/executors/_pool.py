@@ -66,7 +66,8 @@ class WorkerPool(Executor):
         name: Names threads and errors; the engine passes the stage name.
         priority: ``"normal"`` (default), ``"background"`` or ``"idle"``: the
             scheduling priority of the worker threads (and of the processes and
-            threads they start), as ``PipelineBuilder(priority=...)``.
+            threads they start), as ``PipelineBuilder(priority=...)``; a worker
+            process at ``"background"`` runs ``SCHED_IDLE`` on Linux.
         cpus: Pin the workers to these CPU ids; None: no pinning.
 
     Raises:

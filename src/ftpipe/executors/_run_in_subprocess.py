@@ -99,7 +99,9 @@ def run_in_subprocess(
             included: ``"normal"``, ``"background"`` or ``"idle"``; None: the
             builder's (``PipelineBuilder(priority=...)``).  The child lowers
             itself as it starts, on any POSIX system (per-thread lowering needs
-            Linux; a whole process does not).
+            Linux; a whole process does not); on Linux a ``"background"`` child
+            runs ``SCHED_IDLE``, as ``"idle"``: it holds nothing this process
+            waits on but the results.
         cpus: Pin the child to these CPU ids; None: the builder's.
         state: A checkpoint to resume from (``state_dict()`` of this object or of a
             ``Pipeline`` built the same way), as ``builder.build(state=...)``.
