@@ -127,6 +127,48 @@ def test_a_function_that_seeds_itself_runs_through_each_executor() -> None:
     assert by["interpreter"].ok or by["interpreter"].status == "unavailable", trials
 
 
+def _scripted(monkeypatch: pytest.MonkeyPatch, rates: list[tuple[str, float]]) -> list[str]:
+    """Make each trial measurement return the next scripted rate; returns the executors
+    measured, in order (the script names the executor it expects, so order is checked)."""
+    from ftpipe.diagnose import _trials
+
+    measured: list[str] = []
+
+    def fake_rate(fn: object, items: object, executor: str, k: int, window_s: float) -> float:
+        expected, rate = rates[len(measured)]
+        measured.append(executor)
+        assert executor == expected, (measured, rates)
+        return rate
+
+    monkeypatch.setattr(_trials, "_rate", fake_rate)
+    monkeypatch.setattr(_trials, "subinterpreters_available", lambda: False)
+    return measured
+
+
+def test_a_deciding_margin_is_measured_again_in_the_reverse_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A neighbour's burst fell on the thread trial (both its windows): alone it made
+    # processes look 1.5x faster, which advises them; the second pass, processes
+    # first, shows the threads as fast, and the advice stays with the curves.
+    measured = _scripted(
+        monkeypatch, [("thread", 600.0), ("process", 900.0), ("process", 880.0), ("thread", 950.0)]
+    )
+    trials = run_trials(w.pure_python, [1], thread_concurrency=2, pool_concurrency=2, window_s=0.1)
+    assert measured == ["thread", "process", "process", "thread"]
+    by = {t.executor: t for t in trials}
+    assert (by["thread"].items_per_s, by["process"].items_per_s) == (950.0, 900.0)
+    assert [t.executor for t in trials] == ["thread", "process", "interpreter"]
+    assert by["interpreter"].status == "unavailable"
+
+
+def test_a_close_race_is_measured_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    measured = _scripted(monkeypatch, [("thread", 900.0), ("process", 1000.0)])
+    trials = run_trials(w.pure_python, [1], thread_concurrency=2, pool_concurrency=2, window_s=0.1)
+    assert measured == ["thread", "process"]
+    assert [t.items_per_s for t in trials if t.ok] == [900.0, 1000.0]
+
+
 def test_a_function_that_cannot_cross_is_unavailable_there_with_the_reason() -> None:
     trials = run_trials(
         lambda x: x, [1, 2, 3], thread_concurrency=1, pool_concurrency=2, window_s=0.1

@@ -40,7 +40,7 @@ from ._config import FnKind, PipelineConfig, StageKind
 from ._context import WorkerInfo, _local, positioned
 from ._resumable import is_sequence, is_stateful_source
 from ._run import Run
-from ._stage import as_stage_error
+from ._stage import SOURCE_NOTE, as_stage_error, raised_in
 from ._state import Tail
 from ._stats import WorkerCounters
 
@@ -152,7 +152,7 @@ class Inline:
             items.extend(islice(self.iterator, take))
         except Exception as exc:  # noqa: BLE001 - after its items (Ctrl-C: at once)
             error = as_stage_error(exc)
-            error.add_note("ftpipe: raised by the source")
+            error.add_note(SOURCE_NOTE)
         if len(items) < take:
             self.ended = True
         t1 = perf_counter()
@@ -193,7 +193,7 @@ class Inline:
                     if not isinstance(failure, Exception):
                         raise failure  # Ctrl-C in a call: the consumer's own interrupt
                     error = as_stage_error(failure)
-                    error.add_note(f"ftpipe: raised in stage {name!r} on input #{seq0 + i}")
+                    error.add_note(raised_in(name, seq0 + i))
                 items = out
         finally:
             local.info, local.key = saved

@@ -37,7 +37,7 @@ from typing import Any
 from ._channel import Channel, Stopped
 from ._config import DEFAULT_BUFFER_SIZE, PipelineConfig
 from ._resumable import is_stateful_source
-from ._stage import Control, as_stage_error, next_batch
+from ._stage import SOURCE_NOTE, Control, as_stage_error, next_batch
 from ._state import Snapshots
 from ._stats import StageStats, WorkerCounters, merge
 
@@ -94,9 +94,7 @@ class Source:
             except Stopped:
                 pass
             except BaseException as exc:  # noqa: BLE001 - every source error goes to the consumer
-                control.fail(
-                    as_stage_error(exc), "ftpipe: raised by the source", stage=-1, seq=feeder.seq
-                )
+                control.fail(as_stage_error(exc), SOURCE_NOTE, stage=-1, seq=feeder.seq)
             finally:
                 outbox.producer_done()
 

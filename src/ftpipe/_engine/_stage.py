@@ -116,6 +116,14 @@ def as_stage_error(exc: BaseException) -> BaseException:
     return exc
 
 
+SOURCE_NOTE = "ftpipe: raised by the source"
+
+
+def raised_in(stage: str, number: int) -> str:
+    """The note on an error a stage function raised: the stage, and which input (from 0)."""
+    return f"ftpipe: raised in stage {stage!r} on input #{number}"
+
+
 class StageRuntime:
     """The live state of one stage, shared by its workers."""
 
@@ -186,7 +194,7 @@ class StageRuntime:
                 f"(input #{seq + cfg.note_offset})"
             )
         else:
-            note = f"ftpipe: raised in stage {cfg.name!r} on input #{seq + cfg.note_offset}{detail}"
+            note = raised_in(cfg.name, seq + cfg.note_offset) + detail
         self.control.fail(exc, note, stage=self.index, seq=seq)
         raise StageFailed(seq)
 
