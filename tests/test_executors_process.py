@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import subprocess
@@ -412,3 +414,46 @@ def test_workers_die_with_a_parent_killed_mid_call(tmp_path, how: str) -> None: 
         proc.kill()
         proc.wait()
     assert _all_gone([str(p) for p in pids], 3)
+
+
+def _read_together(proc: object, readers: int = 2) -> list[int | None]:
+    """``proc.exitcode`` read by ``readers`` threads released at the same moment."""
+    import threading
+
+    together = threading.Barrier(readers)
+    codes: list[int | None] = []
+
+    def read() -> None:
+        together.wait()
+        codes.append(proc.exitcode)  # type: ignore[attr-defined]
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return codes
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(),
+    reason="the forkserver reports exit codes through a pipe",
+)
+def test_an_exit_code_read_by_two_threads_at_once_is_the_real_one() -> None:
+    # Any Process.start() polls every live child; when that meets the owner's own
+    # read of a dead child's exit code, multiprocessing's forkserver Popen let one of
+    # the two read end-of-file and say 255 (a SIGKILLed worker "exited with code 255").
+    from ftpipe.executors._children import new_process
+
+    ctx = multiprocessing.get_context("forkserver")
+    seen = []
+    for _ in range(40):
+        proc = new_process(ctx, target=time.sleep, args=(60,))
+        proc.start()
+        os.kill(proc.pid, signal.SIGKILL)
+        multiprocessing.connection.wait([proc.sentinel])  # dead, its code not read yet
+        seen.append((*_read_together(proc), proc.exitcode))
+        proc.join()
+        proc.close()
+    assert {code for reads in seen for code in reads} == {-signal.SIGKILL}, seen

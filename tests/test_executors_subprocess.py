@@ -347,12 +347,9 @@ def test_an_epoch_stopped_inside_a_slow_stage(tmp_path) -> None:  # type: ignore
         child.close()
 
 
-# Not in 4 threads at once: once, in tests-parallel (2026-12-04), a child killed during
-# an epoch was reported as "exited with code 255", the status multiprocessing gives when
-# it cannot read the exit code back from the forkserver, instead of SIGKILL; not
-# reproduced since (18 runs of this test in 4 and 8 threads, two CPU hogs beside them).
-# Every other session runs it.
-@pytest.mark.thread_unsafe
+# In 4 threads at once too (tests-parallel): a child killed during an epoch was once
+# reported as "exited with code 255" there, because another thread's Process.start()
+# read its exit code at the same moment (see executors/_children.py).
 @pytest.mark.timeout(90)
 def test_an_error_ends_its_epoch_only_and_a_dead_child_is_replaced() -> None:
     child = PipelineChild()

@@ -46,6 +46,7 @@ from typing import Any
 from .._engine._calls import call_chunk, unpack_failures
 from .._priority import NORMAL, Scheduling, start_forkserver_here
 from . import _segments, _shm
+from ._children import new_process
 from ._context import BrokenWorkerError, WorkerContext
 from ._pool import WorkerPool
 from ._remote import unpack_exception
@@ -131,7 +132,8 @@ class ProcessContext:
         ctx = multiprocessing.get_context(self._start_method)
         parent_end, child_end = ctx.Pipe(duplex=True)
         self._conn = parent_end
-        self._proc = ctx.Process(  # type: ignore[attr-defined]
+        self._proc = new_process(
+            ctx,
             target=worker_main,
             args=(child_end, self._prefix, pickle.dumps(self._init, protocol=5), self._scheduling),
             name=f"ftpipe:{self._name}",

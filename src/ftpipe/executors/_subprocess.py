@@ -32,6 +32,7 @@ from .._engine import check_resumable, resume, state_of
 from .._validate import positive_int
 from . import _segments, _shm
 from ._callables import pickle_config
+from ._children import new_process
 from ._context import BrokenWorkerError
 from ._persistent import SETTLE_S
 from ._process import default_start_method, describe_exit, reap
@@ -164,7 +165,8 @@ class PipelineChild:
     def _spawn(self) -> None:
         prefix = _segments.new_prefix()
         self._conn, child_end = self._ctx.Pipe(duplex=True)
-        self._proc = self._ctx.Process(  # type: ignore[attr-defined]
+        self._proc = new_process(
+            self._ctx,
             target=pipeline_main,
             args=(child_end, prefix, self._buffer_size, self._keep_pools),
             name="ftpipe:pipeline",
