@@ -38,6 +38,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+PLACES = ("in-process", "subprocess")
+PRIORITIES = ("normal", "background", "idle")
+
 
 def spin(n: int) -> int:
     """Pure-Python work: ``n`` iterations of integer arithmetic (never releases the GIL)."""
@@ -132,18 +135,16 @@ def main(argv: list[str] | None = None) -> int:
             .add_sink(buffer_size=4)
         )
 
-    def in_process(priority: str) -> Callable[[], tuple[list[float], list[float]]]:
-        def run() -> tuple[list[float], list[float]]:
-            with builder(priority, (steps + 8) * cores).build() as pipeline:
-                return run_steps(pipeline, steps, compute, device_s)
+    def opened(place: str, priority: str, n: int) -> Any:
+        """The pipeline of ``n`` items, as a user opens it: here, or in a child process."""
+        if place == "in-process":
+            return builder(priority, n).build()
+        return ftpipe.run_in_subprocess(builder("normal", n), buffer_size=4, priority=priority)
 
-        return run
-
-    def subprocess(priority: str) -> Callable[[], tuple[list[float], list[float]]]:
+    def steps_beside(place: str, priority: str) -> Callable[[], tuple[list[float], list[float]]]:
         def run() -> tuple[list[float], list[float]]:
-            b = builder("normal", (steps + 8) * cores)
-            with ftpipe.run_in_subprocess(b, buffer_size=4, priority=priority) as remote:
-                return run_steps(remote, steps, compute, device_s)
+            with opened(place, priority, (steps + 8) * cores) as batches:
+                return run_steps(batches, steps, compute, device_s)
 
         return run
 
@@ -151,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     modes: dict[str, Callable[[], tuple[list[float], list[float]]]] = {
         "alone": lambda: run_steps(ready, steps, compute, device_s)
     }
-    for place, make in (("in-process", in_process), ("subprocess", subprocess)):
-        for priority in ("normal", "background", "idle"):
-            modes[place if priority == "normal" else f"{place} {priority}"] = make(priority)
+    for place in PLACES:
+        for priority in PRIORITIES:
+            mode = place if priority == "normal" else f"{place} {priority}"
+            modes[mode] = steps_beside(place, priority)
     if args.modes:
         chosen = [m.strip() for m in args.modes.split(",")]
         unknown = [m for m in chosen if m not in modes]
@@ -176,21 +178,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def throughput(place: str, priority: str) -> float:
         t0 = time.perf_counter()
-        if place == "in-process":
-            with builder(priority, items).build() as pipeline:
-                for _ in pipeline:
-                    pass
-        else:
-            b = builder("normal", items)
-            with ftpipe.run_in_subprocess(b, buffer_size=4, priority=priority) as remote:
-                for _ in remote:
-                    pass
+        with opened(place, priority, items) as batches:
+            for _ in batches:
+                pass
         return items / (time.perf_counter() - t0)
 
     rates: dict[tuple[str, str], list[float]] = {
-        (place, priority): []
-        for place in ("in-process", "subprocess")
-        for priority in ("normal", "background", "idle")
+        (place, priority): [] for place in PLACES for priority in PRIORITIES
     }
     for _ in range(repeats if items > 0 else 0):
         for place, priority in rates:

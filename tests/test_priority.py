@@ -208,7 +208,9 @@ def test_a_background_pool_leaves_later_normal_children_normal() -> None:
     # A forkserver started by a lowered thread would lower every later child for good.
     base = _consumer()
     with ProcessExecutor(1, priority="background") as low:
-        assert low.submit(probe.here).result(30)[:2] == _expected("background", base, True)
+        assert low.submit(probe.here).result(30)[:2] == _expected(
+            "background", base, own_process=True
+        )
     with ProcessExecutor(1) as normal:
         assert normal.submit(probe.here).result(30)[:2] == base
 
